@@ -1,0 +1,76 @@
+"""The thin layer between Invoke and the library: shared options, error handling and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Exit, task
+
+from deploy.errors import DeployError, from_botocore
+
+STAGE_HELP = "stage to act on: config/<stage>.yaml (default: $DEPLOY_STAGE, else dev)"
+DRY_RUN_HELP = "print the plan and make no change"
+JSON_HELP = "print JSON instead of tables"
+COMMON_HELP = {"stage": STAGE_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP}
+
+
+def fail(error: DeployError) -> None:
+    sys.stderr.write(f"error: {error.one_line()}\n")
+    sys.stderr.flush()
+    raise Exit(code=error.exit_code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures become one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DeployError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: rerun the same task to resume\n")
+            raise Exit(code=130) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("botocore", "boto3")):
+                fail(from_botocore(exc))
+            raise
+
+    return run
+
+
+def deploy_task(*, help: dict[str, str] | None = None, **kwargs: Any) -> Callable[..., Any]:
+    """`@task` with the shared option help and the error handling above."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        params = inspect.signature(fn).parameters
+        shared = {name: text for name, text in COMMON_HELP.items() if name in params}
+        return task(guarded(fn), help={**shared, **(help or {})}, **kwargs)
+
+    return decorate
+
+
+def exit_2_on_bad_arguments() -> None:
+    """Make Invoke's argument errors (unknown task or flag, missing positional) exit 2 as the CLI
+    contract says; Invoke itself exits 1 for them. It parses task arguments after loading
+    tasks.py, so wrapping the running program's parse step here is early enough."""
+    from invoke import ParseError
+    from invoke.main import program
+
+    original = program.parse_tasks
+    if getattr(original, "exits_2", False):
+        return
+
+    def parse_tasks() -> None:
+        try:
+            original()
+        except ParseError as exc:
+            raise Exit(f"error: {exc}", code=2) from None
+
+    parse_tasks.exits_2 = True  # type: ignore[attr-defined]
+    program.parse_tasks = parse_tasks  # type: ignore[method-assign]

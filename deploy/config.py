@@ -1,0 +1,384 @@
+"""Stage configuration: config/defaults.yaml merged with config/<stage>.yaml, validated before any call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from deploy import names
+from deploy.errors import ConfigError
+
+DEFAULT_STAGE = "dev"
+STAGES = ("dev", "stage", "prod", "local")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Waits(Section):
+    poll_seconds: float = Field(gt=0, le=300)
+    timeout_seconds: int = Field(gt=0, le=4 * 3600)
+
+
+class Bucket(Section):
+    name: names.BucketName
+    versioning: bool = False
+    cors: bool = False
+    expire_errors: bool = False
+    folders: list[str] = []
+
+
+class Buckets(Section):
+    statics: Bucket
+    media: Bucket
+    reports: Bucket
+    stream_event_data: Bucket
+    streamers: Bucket
+    streamer_dropdown: Bucket
+    stream_in: Bucket
+    timeseries_kinesis: Bucket
+
+
+class S3(Section):
+    kms_key: str | None = None
+    abort_multipart_days: int = Field(ge=1, le=365)
+    errors_expire_days: int = Field(ge=1, le=3650)
+    cors_origins: list[str] = []
+    buckets: Buckets
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin == "*" or not origin.startswith(("https://", "http://localhost")):
+                raise ValueError(f"CORS origin {origin!r} must be an https:// origin, not a wildcard")
+        return origins
+
+
+class Subscription(Section):
+    protocol: Literal["email", "email-json", "https", "sms", "sqs", "lambda"]
+    endpoint: str = Field(min_length=3)
+
+
+class Topics(Section):
+    ses_issues: names.TopicName
+    staff_notifications: names.TopicName
+    eb_notifications: names.TopicName
+    delete_s3: names.TopicName
+    upload_sxd: names.TopicName
+    dynamodb: names.TopicName
+
+
+class Sns(Section):
+    kms_key: str = Field(min_length=1)
+    topics: Topics
+    staff_subscriptions: list[Subscription] = []
+
+
+class Queues(Section):
+    worker: names.QueueName
+    report: names.QueueName
+
+
+class Sqs(Section):
+    kms_key: str | None = None
+    visibility_timeout: int = Field(ge=0, le=43200)
+    retention_seconds: int = Field(ge=60, le=1209600)
+    dead_letter_suffix: str = Field(pattern=r"^[A-Za-z0-9_-]{1,4}$")
+    dead_letter_retention_seconds: int = Field(ge=60, le=1209600)
+    max_receive_count: int = Field(ge=1, le=1000)
+    queues: Queues
+
+
+class Secrets(Section):
+    prefix: names.ParameterPrefix
+    kms_key: str = Field(min_length=1)
+    required: list[names.SecretName] = []
+
+
+class Network(Section):
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    subnet_ids: list[str] = []
+    app_security_group: names.GroupName
+    data_security_group: names.GroupName
+    ssh_cidrs: list[str] = []
+
+
+class Iam(Section):
+    dev_group: names.IamName
+    production_role: names.IamName
+    ecs_instance_role: names.IamName
+    eb_ec2_role: names.IamName
+    dev_policy: names.IamName
+    production_policy: names.IamName
+    credentials_policy: names.IamName
+    streamer_upload_policy: names.IamName
+    search_policy: names.IamName
+
+
+class Capacity(Section):
+    min: int = Field(ge=1, le=40000)
+    max: int = Field(ge=1, le=40000)
+    target: int = Field(ge=20, le=90)
+
+
+class Tables(Section):
+    worker_logs: names.TableName
+    filter_log: names.TableName
+
+
+class Dynamodb(Section):
+    capacity_mode: Literal["provisioned", "on-demand"]
+    worker_logs_ttl_days: int = Field(ge=1, le=3650)
+    tables: Tables
+    read_capacity: Capacity
+    write_capacity: Capacity
+
+
+class Ses(Section):
+    domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+class Rds(Section):
+    identifier: names.DbIdentifier
+    engine_version: str = Field(pattern=r"^\d+(\.\d+)?$")
+    instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    allocated_storage: int = Field(ge=20, le=65536)
+    multi_az: bool
+    backup_retention_days: int = Field(ge=7, le=35)
+    database: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    master_username: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    parameter_group: str | None = None
+
+
+class RedshiftCluster(Section):
+    enabled: bool = True
+    identifier: names.RedshiftIdentifier
+    node_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    nodes: int = Field(ge=1, le=128)
+    database: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class Redshift(Section):
+    stream_data: RedshiftCluster
+    timeseries: RedshiftCluster
+    snapshot_retention_days: int = Field(ge=1, le=35)
+
+
+class Redis(Section):
+    replication_group: names.CacheIdentifier
+    node_type: str = Field(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    replicas: int = Field(ge=0, le=5)
+    engine_version: str = Field(pattern=r"^\d+(\.\d+)?$")
+
+
+class Search(Section):
+    domain: names.SearchDomain
+    instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")
+    instances: int = Field(ge=1, le=80)
+    volume_gb: int = Field(ge=10, le=16384)
+
+
+class Firehose(Section):
+    stream_data: names.StreamName
+    timeseries: names.StreamName
+
+
+class Eb(Section):
+    application: names.EbApplication
+    environment: names.EbEnvironment
+    instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    min_instances: int = Field(ge=1, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    health_url: str = Field(pattern=r"^/")
+
+
+class Ecs(Section):
+    repository: names.EcrRepository
+    cluster: names.EcsName
+    task_definition: names.EcsName
+    service: names.EcsName
+    workers: int = Field(ge=0, le=100)
+    instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    min_instances: int = Field(ge=0, le=100)
+    max_instances: int = Field(ge=1, le=100)
+
+
+class Functions(Section):
+    health: names.FunctionName
+    process_upload_sxd: names.FunctionName
+    s3image: names.FunctionName
+    delete_s3_obj: names.FunctionName
+
+
+class Lambdas(Section):
+    health_schedules: list[names.RuleName]
+    functions: Functions
+
+
+class Emulator(Section):
+    enabled: bool = False
+
+
+class StageConfig(Section):
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    profile: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    tags: dict[str, str]
+    emulator: Emulator = Emulator()
+    waits: Waits
+    s3: S3
+    sns: Sns
+    sqs: Sqs
+    secrets: Secrets
+    network: Network
+    iam: Iam
+    dynamodb: Dynamodb
+    ses: Ses
+    rds: Rds
+    redshift: Redshift
+    redis: Redis
+    search: Search
+    firehose: Firehose
+    eb: Eb
+    ecs: Ecs
+    lambdas: Lambdas
+    # Names rendered from a template holding `{stage}`: every other name is shared by all stages.
+    _stage_scoped: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def is_shared(self, name: str) -> bool:
+        """True for a resource every stage uses (a bucket, a topic without `{stage}` in its name)."""
+        return name not in self._stage_scoped
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not 1 <= len(key) <= 128 or len(value) > 256 or key.startswith("aws:"):
+                raise ValueError(f"tag {key!r} is not a valid AWS tag")
+        return tags
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("DEPLOY_CONFIG_DIR") or Path.cwd() / "config")
+
+
+def default_stage() -> str:
+    return os.environ.get("DEPLOY_STAGE") or DEFAULT_STAGE
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    shown = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(shown, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(shown, "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(shown, where, str(problem)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(shown, "", "top level must be a mapping of keys")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _render(value: Any, stage: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{stage}", stage)
+    if isinstance(value, dict):
+        return {key: _render(item, stage) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render(item, stage) for item in value]
+    return value
+
+
+def _templated(value: Any, stage: str) -> set[str]:
+    if isinstance(value, str):
+        return {value.replace("{stage}", stage)} if "{stage}" in value else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(_templated(item, stage) for item in items))
+
+
+def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
+    for part in loc:
+        if (isinstance(data, dict) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and part < len(data)
+        ):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+def _first_error(
+    exc: ValidationError, stage_data: dict[str, Any], stage_file: Path, defaults_file: Path
+) -> ConfigError:
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc)
+    source = stage_file if _has_path(stage_data, loc) else defaults_file
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return ConfigError(_display(source), key, message)
+
+
+def load_config(stage: str, directory: Path | None = None) -> StageConfig:
+    """Load and validate one stage's config; raise ConfigError naming the file and key."""
+    directory = directory or config_dir()
+    try:
+        names.check_stage_name(stage)
+    except ValueError as exc:
+        raise ConfigError("--stage", "", str(exc)) from None
+    defaults_file = directory / "defaults.yaml"
+    stage_file = directory / f"{stage}.yaml"
+    defaults = _read_yaml(defaults_file)
+    stage_data = _read_yaml(stage_file)
+    raw = _merge(defaults, stage_data)
+    try:
+        config = StageConfig.model_validate(_render(raw, stage))
+    except ValidationError as exc:
+        raise _first_error(exc, stage_data, stage_file, defaults_file) from None
+    config._stage_scoped = frozenset(_templated(raw, stage))
+    return config
+
+
+def stage_names(directory: Path | None = None) -> list[str]:
+    """Every stage that has a file in the config folder."""
+    directory = directory or config_dir()
+    return sorted(p.stem for p in directory.glob("*.yaml") if p.stem != "defaults")

@@ -1,0 +1,170 @@
+"""The plan/execute core: steps as data, a real executor and a dry-run executor over the same list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from deploy.errors import AwsError, WaitTimeout
+
+if TYPE_CHECKING:
+    from deploy.report import Reporter
+    from deploy.stage import Stage
+
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
+REDACTED = "********"
+
+
+def is_mutating(operation: str) -> bool:
+    """Whether an AWS operation (CreateBucket, GetQueueAttributes, ...) may change anything."""
+    return not operation.startswith(READ_ONLY_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS API call the plan wants to make, and why."""
+
+    service: str
+    operation: str
+    params: Mapping[str, Any]
+    resource: str
+    reason: str
+    sensitive: tuple[str, ...] = ()
+
+    def shown_params(self) -> dict[str, Any]:
+        return {k: REDACTED if k in self.sensitive else v for k, v in self.params.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "call",
+            "service": self.service,
+            "operation": self.operation,
+            "resource": self.resource,
+            "reason": self.reason,
+            "params": self.shown_params(),
+        }
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Poll until a resource reaches a ready state; `probe` reads its current state (read-only)."""
+
+    resource: str
+    reason: str
+    probe: Callable[[Stage], str]
+    ready: frozenset[str]
+    failed: frozenset[str] = frozenset()
+    timeout_seconds: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "wait",
+            "resource": self.resource,
+            "reason": self.reason,
+            "until": sorted(self.ready),
+        }
+
+
+Step = Call | Wait
+State = Literal["present", "missing", "drifted"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one managed resource looks like now, and the steps that would make it match config."""
+
+    area: str
+    kind: str
+    name: str
+    state: State
+    steps: tuple[Step, ...] = ()
+    drift: tuple[str, ...] = ()
+    detail: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "area": self.area,
+            "kind": self.kind,
+            "name": self.name,
+            "state": self.state,
+            "drift": list(self.drift),
+            "detail": self.detail,
+        }
+
+
+def converge(
+    area: str,
+    kind: str,
+    name: str,
+    steps: Sequence[Step],
+    *,
+    exists: bool,
+    detail: str = "",
+) -> Resource:
+    """Build the Resource for an existing or missing thing from the steps its planner found."""
+    if not exists:
+        return Resource(area, kind, name, "missing", tuple(steps), ("does not exist",), detail)
+    drift = tuple(dict.fromkeys(s.reason for s in steps if isinstance(s, Call)))
+    state: State = "drifted" if steps else "present"
+    return Resource(area, kind, name, state, tuple(steps), drift, detail)
+
+
+def steps_of(resources: Iterable[Resource]) -> list[Step]:
+    return [step for resource in resources for step in resource.steps]
+
+
+@dataclass
+class Executor:
+    """Runs steps in order against AWS, reporting each."""
+
+    stage: Stage
+    reporter: Reporter
+    made: list[Call] = field(default_factory=list)
+
+    def run(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            if isinstance(step, Call):
+                self.call(step)
+            else:
+                self.wait(step)
+
+    def call(self, call: Call) -> Any:
+        from botocore import xform_name
+
+        client = self.stage.client(call.service)
+        self.reporter.step_started(call)
+        result = getattr(client, xform_name(call.operation))(**call.params)
+        self.made.append(call)
+        return result
+
+    def wait(self, wait: Wait) -> None:
+        limit = wait.timeout_seconds or self.stage.config.waits.timeout_seconds
+        poll = self.stage.config.waits.poll_seconds
+        started = time.monotonic()
+        with self.reporter.waiting(wait.resource) as progress:
+            while True:
+                state = wait.probe(self.stage)
+                elapsed = time.monotonic() - started
+                progress(state, elapsed)
+                if state in wait.ready:
+                    return
+                if state in wait.failed:
+                    raise AwsError(
+                        "ResourceFailed",
+                        f"{wait.resource} went to state {state}",
+                        "Inspect it in the console or with the area's status task, fix, and rerun.",
+                    )
+                if elapsed >= limit:
+                    raise WaitTimeout(wait.resource, state, elapsed)
+                time.sleep(min(poll, max(0.0, limit - elapsed)))
+
+
+@dataclass
+class DryRunExecutor(Executor):
+    """Shows the same steps and calls nothing."""
+
+    def run(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            self.reporter.step_planned(step)

@@ -1,0 +1,363 @@
+"""S3: the buckets all stages share: encrypted, private, TLS-only, versioned where they hold data,
+with lifecycle rules and CORS for browser uploads. No stage ever deletes one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection
+
+from deploy.cli import deploy_task
+from deploy.owned import merge_owned
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Resource, converge
+
+if TYPE_CHECKING:
+    from deploy.stage import Stage
+
+AREA = "s3"
+OWNER = "iotile-deploy"
+ABORT_RULE = f"{OWNER}-abort-multipart"
+TLS_ONLY_SID = f"{OWNER}-deny-insecure-transport"
+PRIVATE = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+UPLOAD_METHODS = ["GET", "HEAD", "POST", "PUT"]
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """One bucket as config wants it."""
+
+    name: str
+    versioning: bool
+    kms_key: str | None
+    tags: dict[str, str]
+    lifecycle: tuple[dict[str, Any], ...]
+    cors: tuple[dict[str, Any], ...]
+
+
+@dataclass
+class BucketState:
+    """One bucket as S3 has it; empty fields where the setting is absent."""
+
+    exists: bool
+    encryption: dict[str, Any] = field(default_factory=dict)
+    public_access: dict[str, bool] = field(default_factory=dict)
+    ownership: str = ""
+    versioning: str = ""
+    lifecycle: list[dict[str, Any]] = field(default_factory=list)
+    cors: list[dict[str, Any]] = field(default_factory=list)
+    policy: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def owns_rule(stage: Stage) -> Any:
+    mine = f"{OWNER}-{stage.name}-"
+    return lambda rule_id: rule_id == ABORT_RULE or rule_id.startswith(mine)
+
+
+def lifecycle_rules(stage: Stage, expire_errors: bool, versioned: bool) -> list[dict[str, Any]]:
+    s3 = stage.config.s3
+    rules: list[dict[str, Any]] = [
+        {
+            "ID": ABORT_RULE,
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": s3.abort_multipart_days},
+        }
+    ]
+    if expire_errors:
+        rule: dict[str, Any] = {
+            "ID": f"{OWNER}-{stage.name}-expire-errors",
+            "Status": "Enabled",
+            "Filter": {"Prefix": f"{stage.name}/errors/"},
+            "Expiration": {"Days": s3.errors_expire_days},
+        }
+        if versioned:
+            rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": s3.errors_expire_days}
+        rules.append(rule)
+    return rules
+
+
+def cors_rules(stage: Stage, enabled: bool) -> list[dict[str, Any]]:
+    origins = stage.config.s3.cors_origins
+    if not enabled or not origins:
+        return []
+    return [
+        {
+            "ID": f"{OWNER}-{stage.name}-uploads",
+            "AllowedOrigins": sorted(origins),
+            "AllowedMethods": UPLOAD_METHODS,
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3000,
+        }
+    ]
+
+
+def bucket_specs(stage: Stage) -> list[BucketSpec]:
+    s3 = stage.config.s3
+    return [
+        BucketSpec(
+            name=bucket.name,
+            versioning=bucket.versioning,
+            kms_key=s3.kms_key,
+            tags=stage.tags(bucket.name),
+            lifecycle=tuple(lifecycle_rules(stage, bucket.expire_errors, bucket.versioning)),
+            cors=tuple(cors_rules(stage, bucket.cors)),
+        )
+        for _, bucket in s3.buckets
+    ]
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _unless_absent(call: Any, *absent_codes: str) -> Any:
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in absent_codes:
+            return None
+        raise
+
+
+def bucket_exists(stage: Stage, name: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    from deploy.errors import AwsError
+
+    try:
+        stage.client("s3").head_bucket(Bucket=name)
+        return True
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise AwsError(
+                "BucketNotOwned",
+                f"bucket {name} exists but these credentials cannot use it",
+                "Bucket names are global: if another account owns it, rename it in config "
+                "(s3.buckets.*.name); else check the IAM permissions.",
+            ) from None
+        raise
+
+
+def read_bucket(stage: Stage, name: str) -> BucketState:
+    if not bucket_exists(stage, name):
+        return BucketState(exists=False)
+    s3 = stage.client("s3")
+    encryption = _unless_absent(
+        lambda: s3.get_bucket_encryption(Bucket=name),
+        "ServerSideEncryptionConfigurationNotFoundError",
+    )
+    block = _unless_absent(
+        lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
+    )
+    ownership = _unless_absent(
+        lambda: s3.get_bucket_ownership_controls(Bucket=name), "OwnershipControlsNotFoundError"
+    )
+    lifecycle = _unless_absent(
+        lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "NoSuchLifecycleConfiguration"
+    )
+    cors = _unless_absent(lambda: s3.get_bucket_cors(Bucket=name), "NoSuchCORSConfiguration")
+    policy = _unless_absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
+    tagging = _unless_absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
+    rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    owner_rules = (ownership or {}).get("OwnershipControls", {}).get("Rules", [])
+    return BucketState(
+        exists=True,
+        encryption=rules[0] if rules else {},
+        public_access=(block or {}).get("PublicAccessBlockConfiguration", {}),
+        ownership=owner_rules[0].get("ObjectOwnership", "") if owner_rules else "",
+        versioning=s3.get_bucket_versioning(Bucket=name).get("Status", ""),
+        lifecycle=(lifecycle or {}).get("Rules", []),
+        cors=(cors or {}).get("CORSRules", []),
+        policy=json.loads(policy["Policy"]) if policy else {},
+        tags={t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", [])},
+    )
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def encryption_rule(spec: BucketSpec) -> dict[str, Any]:
+    if spec.kms_key:
+        default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": spec.kms_key}
+        return {"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": True}
+    return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+
+
+def _encryption_matches(spec: BucketSpec, actual: dict[str, Any]) -> bool:
+    want = encryption_rule(spec)["ApplyServerSideEncryptionByDefault"]
+    have = actual.get("ApplyServerSideEncryptionByDefault", {})
+    if want["SSEAlgorithm"] != have.get("SSEAlgorithm"):
+        return False
+    return want.get("KMSMasterKeyID") in (None, have.get("KMSMasterKeyID"))
+
+
+def tls_only_statement(name: str) -> dict[str, Any]:
+    arn = f"arn:aws:s3:::{name}"
+    return {
+        "Sid": TLS_ONLY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [arn, f"{arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def _normal_rule(rule: dict[str, Any]) -> tuple[Any, ...]:
+    prefix = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+    return (
+        rule.get("ID"),
+        rule.get("Status"),
+        prefix,
+        rule.get("Expiration", {}).get("Days"),
+        rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays"),
+        rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
+    )
+
+
+def _normal_cors(rule: dict[str, Any]) -> tuple[Any, ...]:
+    lists = ("AllowedOrigins", "AllowedMethods", "AllowedHeaders", "ExposeHeaders")
+    return (
+        rule.get("ID"),
+        *(tuple(sorted(rule.get(k, []))) for k in lists),
+        rule.get("MaxAgeSeconds"),
+    )
+
+
+def _normal_statement(statement: dict[str, Any]) -> str:
+    def canonical(value: Any) -> Any:
+        if isinstance(value, list):
+            return (
+                sorted((canonical(v) for v in value), key=repr)
+                if len(value) > 1
+                else (canonical(value[0]) if value else [])
+            )
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items()}
+        return value
+
+    principal = statement.get("Principal")
+    normal = dict(statement, Principal="*" if principal in ("*", {"AWS": "*"}) else principal)
+    return json.dumps(canonical(normal), sort_keys=True)
+
+
+def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
+    name = spec.name
+    steps: list[Call] = []
+
+    def call(operation: str, reason: str, **params: Any) -> None:
+        steps.append(Call("s3", operation, {"Bucket": name, **params}, name, reason))
+
+    if not state.exists:
+        location = {}
+        if stage.region != "us-east-1":
+            location = {"CreateBucketConfiguration": {"LocationConstraint": stage.region}}
+        call(
+            "CreateBucket",
+            "bucket does not exist",
+            ObjectOwnership="BucketOwnerEnforced",
+            **location,
+        )
+    if not _encryption_matches(spec, state.encryption):
+        call(
+            "PutBucketEncryption",
+            "default encryption differs from config",
+            ServerSideEncryptionConfiguration={"Rules": [encryption_rule(spec)]},
+        )
+    if state.public_access != PRIVATE:
+        call(
+            "PutPublicAccessBlock",
+            "public access is not fully blocked",
+            PublicAccessBlockConfiguration=dict(PRIVATE),
+        )
+    if state.exists and state.ownership != "BucketOwnerEnforced":
+        call(
+            "PutBucketOwnershipControls",
+            "object ACLs are not disabled",
+            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        )
+    if spec.versioning and state.versioning != "Enabled":
+        call(
+            "PutBucketVersioning",
+            "versioning is not enabled",
+            VersioningConfiguration={"Status": "Enabled"},
+        )
+    rules = merge_owned(
+        state.lifecycle, spec.lifecycle, key="ID", owns=owns_rule(stage), normalize=_normal_rule
+    )
+    if rules is not None:
+        call(
+            "PutBucketLifecycleConfiguration",
+            "lifecycle rules differ from config",
+            LifecycleConfiguration={"Rules": rules},
+        )
+    cors = merge_owned(state.cors, spec.cors, key="ID", owns=owns_rule(stage), normalize=_normal_cors)
+    if cors is not None:
+        if cors:
+            call(
+                "PutBucketCors",
+                "CORS rules differ from config",
+                CORSConfiguration={"CORSRules": cors},
+            )
+        else:
+            call("DeleteBucketCors", "CORS rules no longer in config")
+    statements = merge_owned(
+        state.policy.get("Statement", []),
+        [tls_only_statement(name)],
+        key="Sid",
+        owns=lambda sid: sid == TLS_ONLY_SID,
+        normalize=_normal_statement,
+    )
+    if statements is not None:
+        policy = {"Version": "2012-10-17", **state.policy, "Statement": statements}
+        call("PutBucketPolicy", "plain-HTTP access is not denied", Policy=json.dumps(policy))
+    if any(state.tags.get(k) != v for k, v in spec.tags.items()):
+        tags = {**state.tags, **spec.tags}
+        call(
+            "PutBucketTagging",
+            "tags differ from config",
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+        )
+    return converge(AREA, "bucket", name, steps, exists=state.exists, detail=f"s3://{name}")
+
+
+def plan(stage: Stage) -> list[Resource]:
+    specs = bucket_specs(stage)
+    states = map_concurrently(lambda spec: read_bucket(stage, spec.name), specs)
+    return [plan_bucket(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+@deploy_task()
+def create(c, stage=None, dry_run=False, json=False):
+    """Create or converge the eight buckets. Example: inv s3.create --stage dev --dry-run"""
+    from deploy.stack import run_converge
+
+    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
+
+
+@deploy_task()
+def status(c, stage=None, json=False):
+    """Show each bucket: present, missing or drifted. Example: inv s3.status --stage prod"""
+    from deploy.stack import run_status
+
+    run_status(stage, [AREA], as_json=json)
+
+
+collection = Collection(AREA, create, status)

@@ -1,0 +1,128 @@
+"""SNS: the notification topics, encrypted with KMS, and the StaffNotifications subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection
+
+from deploy.cli import deploy_task
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Resource, converge
+
+if TYPE_CHECKING:
+    from deploy.stage import Stage
+
+AREA = "sns"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    kms_key: str
+    tags: dict[str, str]
+    subscriptions: frozenset[tuple[str, str]] = frozenset()
+
+
+@dataclass(frozen=True)
+class TopicState:
+    exists: bool
+    attributes: dict[str, str]
+    tags: dict[str, str]
+    subscriptions: frozenset[tuple[str, str]]
+
+
+def topic_specs(stage: Stage) -> list[TopicSpec]:
+    sns = stage.config.sns
+    staff = frozenset((s.protocol, s.endpoint) for s in sns.staff_subscriptions)
+    return [
+        TopicSpec(
+            name=name,
+            kms_key=sns.kms_key,
+            tags=stage.tags(name),
+            subscriptions=staff if key == "staff_notifications" else frozenset(),
+        )
+        for key, name in sns.topics
+    ]
+
+
+def topic_arn(stage: Stage, name: str) -> str:
+    return stage.arn("sns", name)
+
+
+def read_topic(stage: Stage, name: str) -> TopicState:
+    from botocore.exceptions import ClientError
+
+    sns = stage.client("sns")
+    arn = topic_arn(stage, name)
+    try:
+        attributes = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NotFound", "NotFoundException"):
+            return TopicState(False, {}, {}, frozenset())
+        raise
+    tags = sns.list_tags_for_resource(ResourceArn=arn).get("Tags", [])
+    subscriptions = [
+        (sub["Protocol"], sub["Endpoint"])
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
+        for sub in page.get("Subscriptions", [])
+    ]
+    return TopicState(True, attributes, {t["Key"]: t["Value"] for t in tags}, frozenset(subscriptions))
+
+
+def plan_topic(stage: Stage, spec: TopicSpec, state: TopicState) -> Resource:
+    arn = topic_arn(stage, spec.name)
+    steps: list[Call] = []
+    if not state.exists:
+        steps.append(
+            Call(
+                "sns",
+                "CreateTopic",
+                {
+                    "Name": spec.name,
+                    "Attributes": {"KmsMasterKeyId": spec.kms_key},
+                    "Tags": stage.tag_list(spec.tags),
+                },
+                spec.name,
+                "topic does not exist",
+            )
+        )
+    else:
+        if state.attributes.get("KmsMasterKeyId") != spec.kms_key:
+            params = {"TopicArn": arn, "AttributeName": "KmsMasterKeyId", "AttributeValue": spec.kms_key}
+            steps.append(
+                Call("sns", "SetTopicAttributes", params, spec.name, "not encrypted with the configured key")
+            )
+        if any(state.tags.get(k) != v for k, v in spec.tags.items()):
+            params = {"ResourceArn": arn, "Tags": stage.tag_list(spec.tags)}
+            steps.append(Call("sns", "TagResource", params, spec.name, "tags differ from config"))
+    for protocol, endpoint in sorted(spec.subscriptions - state.subscriptions):
+        params: dict[str, Any] = {"TopicArn": arn, "Protocol": protocol, "Endpoint": endpoint}
+        steps.append(Call("sns", "Subscribe", params, spec.name, f"{protocol} subscription missing"))
+    return converge(AREA, "topic", spec.name, steps, exists=state.exists, detail=arn)
+
+
+def plan(stage: Stage) -> list[Resource]:
+    specs = topic_specs(stage)
+    states = map_concurrently(lambda spec: read_topic(stage, spec.name), specs)
+    return [plan_topic(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
+
+
+@deploy_task()
+def create(c, stage=None, dry_run=False, json=False):
+    """Create or converge the six topics. Example: inv sns.create --stage dev --dry-run"""
+    from deploy.stack import run_converge
+
+    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
+
+
+@deploy_task()
+def status(c, stage=None, json=False):
+    """Show each topic: present, missing or drifted. Example: inv sns.status --stage prod"""
+    from deploy.stack import run_status
+
+    run_status(stage, [AREA], as_json=json)
+
+
+collection = Collection(AREA, create, status)

@@ -1,0 +1,148 @@
+"""SQS: the worker and report queues, each with a dead-letter queue, encrypted at rest."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from invoke import Collection
+
+from deploy.cli import deploy_task
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Resource, converge
+
+if TYPE_CHECKING:
+    from deploy.stage import Stage
+
+AREA = "sqs"
+# Attributes whose value is a JSON document: compared parsed, so key order does not count as drift.
+JSON_ATTRIBUTES = ("RedrivePolicy",)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    attributes: dict[str, str]
+    tags: dict[str, str]
+    kind: str  # "queue" or "dead-letter queue"
+
+
+@dataclass(frozen=True)
+class QueueState:
+    url: str | None
+    attributes: dict[str, str]
+    tags: dict[str, str]
+
+
+def encryption_attributes(kms_key: str | None) -> dict[str, str]:
+    if kms_key:
+        return {"KmsMasterKeyId": kms_key, "KmsDataKeyReusePeriodSeconds": "300"}
+    return {"SqsManagedSseEnabled": "true"}
+
+
+def queue_specs(stage: Stage) -> list[QueueSpec]:
+    """Each dead-letter queue comes right before its queue, so it exists when the redrive names it."""
+    sqs = stage.config.sqs
+    encryption = encryption_attributes(sqs.kms_key)
+    specs: list[QueueSpec] = []
+    for _, name in sqs.queues:
+        dead_letter = f"{name}{sqs.dead_letter_suffix}"
+        specs.append(
+            QueueSpec(
+                dead_letter,
+                {
+                    **encryption,
+                    "MessageRetentionPeriod": str(sqs.dead_letter_retention_seconds),
+                },
+                stage.tags(dead_letter),
+                "dead-letter queue",
+            )
+        )
+        redrive = {
+            "deadLetterTargetArn": stage.arn("sqs", dead_letter),
+            "maxReceiveCount": sqs.max_receive_count,
+        }
+        specs.append(
+            QueueSpec(
+                name,
+                {
+                    **encryption,
+                    "VisibilityTimeout": str(sqs.visibility_timeout),
+                    "MessageRetentionPeriod": str(sqs.retention_seconds),
+                    "RedrivePolicy": jsonlib.dumps(redrive),
+                },
+                stage.tags(name),
+                "queue",
+            )
+        )
+    return specs
+
+
+def read_queue(stage: Stage, name: str) -> QueueState:
+    from botocore.exceptions import ClientError
+
+    sqs = stage.client("sqs")
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return QueueState(None, {}, {})
+        raise
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+    return QueueState(url, attributes, tags)
+
+
+def _same(key: str, want: str, have: str | None) -> bool:
+    if key in JSON_ATTRIBUTES and have:
+        return jsonlib.loads(want) == jsonlib.loads(have)
+    return want == have
+
+
+def plan_queue(stage: Stage, spec: QueueSpec, state: QueueState) -> Resource:
+    steps: list[Call] = []
+    if state.url is None:
+        params = {"QueueName": spec.name, "Attributes": spec.attributes, "tags": spec.tags}
+        steps.append(Call("sqs", "CreateQueue", params, spec.name, f"{spec.kind} does not exist"))
+    else:
+        drifted = {
+            key: value
+            for key, value in spec.attributes.items()
+            if not _same(key, value, state.attributes.get(key))
+        }
+        if drifted:
+            reason = f"{', '.join(sorted(drifted))} differ from config"
+            params = {"QueueUrl": state.url, "Attributes": drifted}
+            steps.append(Call("sqs", "SetQueueAttributes", params, spec.name, reason))
+        if any(state.tags.get(k) != v for k, v in spec.tags.items()):
+            params = {"QueueUrl": state.url, "Tags": spec.tags}
+            steps.append(Call("sqs", "TagQueue", params, spec.name, "tags differ from config"))
+    detail = state.url or ""
+    return converge(AREA, spec.kind, spec.name, steps, exists=state.url is not None, detail=detail)
+
+
+def plan(stage: Stage) -> list[Resource]:
+    specs = queue_specs(stage)
+    states = map_concurrently(lambda spec: read_queue(stage, spec.name), specs)
+    return [plan_queue(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
+
+
+@deploy_task()
+def create(c, stage=None, dry_run=False, json=False):
+    """Create or converge the queues and their dead-letter queues. Example: inv sqs.create --dry-run"""
+    from deploy.stack import run_converge
+
+    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
+
+
+@deploy_task()
+def status(c, stage=None, json=False):
+    """Show each queue: present, missing or drifted. Example: inv sqs.status --stage prod --json"""
+    from deploy.stack import run_status
+
+    run_status(stage, [AREA], as_json=json)
+
+
+collection = Collection(AREA, create, status)

@@ -1,0 +1,133 @@
+"""Stage: one stage's config, its boto3 session and cached clients, its tags and its account id."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deploy.config import StageConfig, default_stage, load_config
+from deploy.errors import DeployError
+from deploy.plan import is_mutating
+
+if TYPE_CHECKING:
+    import boto3
+
+EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CallHook = Callable[[str, str], None]
+
+
+class MutationBlocked(DeployError):
+    """Raised by the dry-run guard if code tries a mutating call while only reading."""
+
+
+@dataclass
+class Stage:
+    name: str
+    config: StageConfig
+    endpoint_url: str | None = None
+    read_only: bool = False
+    _session: Any = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _hooks: list[CallHook] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _account_id: str | None = None
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def custom_endpoint(self) -> str | None:
+        """The endpoint in use when it is not AWS itself (botocore reads the env vars alone)."""
+        env = os.environ
+        return self.endpoint_url or env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+
+    @property
+    def uses_emulator(self) -> bool:
+        return self.config.emulator.enabled
+
+    def tags(self, name: str | None = None) -> dict[str, str]:
+        """Tags for a resource; a shared resource (no `{stage}` in its name) gets no stage tags."""
+        base = {"Project": self.config.project, "ManagedBy": "iotile-deploy"}
+        if name is not None and self.config.is_shared(name):
+            return {**base, "Stage": "shared"}
+        return {**self.config.tags, **base, "Stage": self.name}
+
+    @staticmethod
+    def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+        return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            if self._session is None:
+                import boto3
+
+                extra = EMULATOR_CREDENTIALS if self.uses_emulator else {}
+                self._session = boto3.Session(
+                    profile_name=None if self.uses_emulator else self.config.profile,
+                    region_name=self.config.region,
+                    **extra,
+                )
+            return self._session
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
+
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": 5},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    s3={"addressing_style": "path"} if self.custom_endpoint else None,
+                )
+                client = self.session().client(service, endpoint_url=self.endpoint_url, config=config)
+                client.meta.events.register("before-call", self._before_call)
+                self._clients[service] = client
+            return self._clients[service]
+
+    def on_call(self, hook: CallHook) -> None:
+        """Call hook(service, operation) before every AWS call made through this stage."""
+        self._hooks.append(hook)
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        if self.read_only and is_mutating(model.name):
+            raise MutationBlocked(f"dry run: refused mutating call {service}:{model.name}")
+        for hook in self._hooks:
+            hook(service, model.name)
+
+    @property
+    def account_id(self) -> str:
+        with self._lock:
+            if self._account_id is None:
+                self._account_id = self.client("sts").get_caller_identity()["Account"]
+            return self._account_id
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        where = self.region if region else ""
+        return f"arn:aws:{service}:{where}:{self.account_id}:{resource}"
+
+
+def resolve_endpoint(config: StageConfig) -> str | None:
+    """The endpoint to pass to clients explicitly, or None to let botocore read AWS_ENDPOINT_URL
+    and AWS_ENDPOINT_URL_<SERVICE> itself. A stage with its own endpoint (`local`) still yields to
+    AWS_ENDPOINT_URL, so tests can point it at an emulator on another port."""
+    if config.endpoint_url is None:
+        return None
+    return os.environ.get("AWS_ENDPOINT_URL") or config.endpoint_url
+
+
+def open_stage(name: str | None = None, *, dry_run: bool = False, start_emulator: bool = True) -> Stage:
+    """Load and validate config (bad input raises before any AWS call), then build the Stage."""
+    stage_name = name or default_stage()
+    config = load_config(stage_name)
+    endpoint = resolve_endpoint(config)
+    if config.emulator.enabled and start_emulator:
+        from deploy.emulator.control import ensure_running
+
+        endpoint = ensure_running(endpoint or "http://127.0.0.1:4566")
+    return Stage(stage_name, config, endpoint_url=endpoint, read_only=dry_run)

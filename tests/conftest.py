@@ -1,0 +1,98 @@
+"""Shared fixtures: a clean AWS environment, moto in-process, stages and a call counter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+import shutil
+from pathlib import Path
+
+import pytest
+
+from deploy.config import load_config
+from deploy.plan import is_mutating
+from deploy.stage import Stage
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_SESSION_TOKEN",
+        "DEPLOY_STAGE",
+        "IOTILE_STAGE",
+        "IOTILE_SECRETS_PREFIX",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("DEPLOY_CONFIG_DIR", str(CONFIG))
+    monkeypatch.setenv("DEPLOY_STATE_DIR", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+class CallLog:
+    """Every AWS call a stage makes, seen through botocore's before-call event."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, service: str, operation: str) -> None:
+        self.calls.append((service, operation))
+
+    @property
+    def mutating(self) -> list[tuple[str, str]]:
+        return [call for call in self.calls if is_mutating(call[1])]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path) -> Callable[[str, str], Path]:
+    """A copy of config/ with `text` appended to one stage file, as an operator would edit it."""
+
+    def copy(stage: str, text: str) -> Path:
+        target = tmp_path / "config"
+        shutil.copytree(CONFIG, target, dirs_exist_ok=True)
+        with (target / f"{stage}.yaml").open("a", encoding="utf-8") as handle:
+            handle.write("\n" + text)
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def make_stage(aws: None) -> Callable[..., Stage]:
+    def make(
+        name: str = "dev",
+        *,
+        read_only: bool = False,
+        log: CallLog | None = None,
+        config_dir: Path = CONFIG,
+    ) -> Stage:
+        stage = Stage(name, load_config(name, config_dir), read_only=read_only)
+        if log is not None:
+            stage.on_call(log)
+        return stage
+
+    return make
+
+
+@pytest.fixture
+def call_log() -> CallLog:
+    return CallLog()

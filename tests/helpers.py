@@ -1,0 +1,28 @@
+"""Small helpers the tests share: converge areas in-process and look at the outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deploy.plan import Call, Resource
+from deploy.report import Reporter
+from deploy.stack import Outcome, converge_areas
+from deploy.stage import Stage
+
+
+def converge(stage: Stage, *areas: str, dry_run: bool = False) -> Outcome:
+    return converge_areas(stage, [areas], Reporter(as_json=True), dry_run=dry_run)
+
+
+def operations(resources: Sequence[Resource], name: str | None = None) -> list[str]:
+    return [
+        step.operation
+        for resource in resources
+        if name is None or resource.name == name
+        for step in resource.steps
+        if isinstance(step, Call)
+    ]
+
+
+def changed(resources: Sequence[Resource]) -> list[str]:
+    return [resource.name for resource in resources if resource.steps]
