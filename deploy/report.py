@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ class Reporter:
 
     def __init__(self, *, as_json: bool = False, out: Console | None = None) -> None:
         self.as_json = as_json
-        self.out = out or Console(highlight=False, soft_wrap=True)
+        self.out = out or Console(highlight=False, width=_width(sys.stdout))
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self._lock = threading.Lock()
         self._waits: dict[str, tuple[str, float]] = {}
@@ -137,6 +138,13 @@ class Reporter:
     def json(self, data: Any) -> None:
         sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=True) + "\n")
         sys.stdout.flush()
+
+
+def _width(stream: Any) -> int | None:
+    """Rich wraps tables at 80 columns when not on a terminal; logs and pipes read better wide."""
+    if stream.isatty():
+        return None
+    return int(os.environ.get("COLUMNS") or 160)
 
 
 def _change(step: Step) -> str:

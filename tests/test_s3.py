@@ -87,9 +87,7 @@ def test_second_run_plans_nothing_and_makes_no_mutating_call(dev: Stage, call_lo
         (lambda c, b: c.delete_bucket_encryption(Bucket=b), "PutBucketEncryption"),
         (lambda c, b: c.delete_public_access_block(Bucket=b), "PutPublicAccessBlock"),
         (
-            lambda c, b: c.put_bucket_versioning(
-                Bucket=b, VersioningConfiguration={"Status": "Suspended"}
-            ),
+            lambda c, b: c.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"}),
             "PutBucketVersioning",
         ),
         (lambda c, b: c.delete_bucket_policy(Bucket=b), "PutBucketPolicy"),
@@ -132,7 +130,9 @@ def test_stages_share_buckets_without_undoing_each_other(make_stage) -> None:
 
     converge(prod, "s3")
 
-    ids = {r["ID"] for r in client.get_bucket_lifecycle_configuration(Bucket="iotile-cloud-streamers")["Rules"]}
+    ids = {
+        r["ID"] for r in client.get_bucket_lifecycle_configuration(Bucket="iotile-cloud-streamers")["Rules"]
+    }
     assert {"iotile-deploy-dev-expire-errors", "iotile-deploy-prod-expire-errors", "keep-me"} <= ids
     assert changed(converge(dev, "s3").resources) == []
     assert changed(converge(prod, "s3").resources) == []

@@ -1,0 +1,61 @@
+"""`python -m deploy.emulator`: serve the emulator in the foreground, on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import sys
+from typing import NoReturn
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.emulator",
+        description="The AWS emulator of the local stage: moto plus the project's fill-ins.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    # SystemExit unwinds serve_forever() so the socket is closed and the log says we stopped.
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not _is_loopback(args.host):
+        # The emulator has no authentication: anyone who can reach it can read and change it.
+        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    from deploy.emulator.server import make_emulator_server
+
+    server = make_emulator_server(args.host, args.port)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    host, port = server.socket.getsockname()[:2]
+    print(f"emulator listening on http://{host}:{port} (pid {os.getpid()})", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        print(f"emulator on port {port} stopped", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

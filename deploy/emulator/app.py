@@ -1,0 +1,97 @@
+"""The emulator's WSGI app: moto's server app behind our middleware (request log, fill-ins, health)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from deploy.emulator import fillins
+from deploy.emulator.calls import RequestLog, describe_call, is_form, read_body
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+CONTROL_PREFIX = "/_emulator/"
+HEALTH_PATH = CONTROL_PREFIX + "health"
+MOTO_API_PREFIX = "/moto-api"
+MOTO_RESET_PATH = "/moto-api/reset"
+
+
+class EmulatorApp:
+    """Serves moto, except for our control endpoints and the operations a fill-in provides."""
+
+    def __init__(self, moto_app: WsgiApp) -> None:
+        self.moto_app = moto_app
+        self.log = RequestLog()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, start_response, path.removeprefix(CONTROL_PREFIX))
+        if path.startswith(MOTO_API_PREFIX):
+            return self._moto_api(environ, start_response, path)
+        form_body = read_body(environ) if is_form(environ) else b""
+        call = describe_call(environ, form_body)
+        self.log.record(call)
+        handler = fillins.find_fillin(call.service, call.operation)
+        if handler is not None:
+            return self._fillin(handler, environ, start_response, form_body)
+        return self.moto_app(environ, start_response)
+
+    def _moto_api(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
+        response = self.moto_app(environ, start_response)
+        # Moto's reset empties only moto's backends; ours must go with them.
+        if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
+            fillins.reset_fillins()
+        return response
+
+    def _fillin(
+        self,
+        handler: fillins.Handler,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        form_body: bytes,
+    ) -> Iterable[bytes]:
+        body = form_body or read_body(environ)
+        status, headers, payload = handler(environ, body)
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        return _respond(start_response, status, dict(headers), data)
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse, name: str) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if name == "health" and method == "GET":
+            return _json(start_response, 200, {"status": "ok", "pid": os.getpid()})
+        if name == "requests" and method == "GET":
+            return _json(start_response, 200, self.log.as_dicts())
+        if name == "requests" and method == "DELETE":
+            return _json(start_response, 200, {"cleared": self.log.clear()})
+        if name in ("health", "requests"):
+            return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
+        return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
+
+
+def build_app() -> EmulatorApp:
+    """Moto's server app (every service it has) wrapped in our middleware, fill-ins loaded."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    fillins.load_builtin_fillins()
+    return EmulatorApp(DomainDispatcherApplication(create_backend_app))
+
+
+def _respond(start_response: StartResponse, status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
+    headers.setdefault("Content-Type", "application/octet-stream")
+    headers["Content-Length"] = str(len(body))
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    start_response(f"{status} {reason}", list(headers.items()))
+    return [body]
+
+
+def _json(start_response: StartResponse, status: int, data: Any) -> list[bytes]:
+    body = json.dumps(data).encode("utf-8")
+    return _respond(start_response, status, {"Content-Type": "application/json"}, body)

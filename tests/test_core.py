@@ -1,0 +1,126 @@
+"""The plan/execute core, the stage's guard rails and the error mapping."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from deploy import errors
+from deploy.plan import Call, DryRunExecutor, Executor, Wait, converge, is_mutating
+from deploy.report import Reporter
+from deploy.stage import MutationBlocked, Stage
+
+
+@pytest.mark.parametrize(
+    ("operation", "mutating"),
+    [
+        ("CreateBucket", True),
+        ("PutParameter", True),
+        ("DeleteQueue", True),
+        ("TagResource", True),
+        ("GetQueueAttributes", False),
+        ("DescribeDBInstances", False),
+        ("ListTopics", False),
+        ("HeadBucket", False),
+    ],
+)
+def test_is_mutating(operation: str, mutating: bool) -> None:
+    assert is_mutating(operation) is mutating
+
+
+def test_sensitive_parameters_are_never_shown() -> None:
+    call = Call("ssm", "PutParameter", {"Name": "/x/y", "Value": "hunter2"}, "/x/y", "new", ("Value",))
+    assert "hunter2" not in repr(call.describe())
+    assert call.describe()["params"]["Name"] == "/x/y"
+
+
+def test_converge_states() -> None:
+    step = Call("sqs", "TagQueue", {}, "q", "tags differ")
+    assert converge("sqs", "queue", "q", [], exists=True).state == "present"
+    assert converge("sqs", "queue", "q", [step], exists=True).drift == ("tags differ",)
+    assert converge("sqs", "queue", "q", [step], exists=False).state == "missing"
+
+
+def test_read_only_stage_refuses_mutating_calls(make_stage) -> None:
+    stage = make_stage("dev", read_only=True)
+    stage.client("s3").list_buckets()
+    with pytest.raises(MutationBlocked):
+        stage.client("s3").create_bucket(Bucket="nope")
+
+
+def test_executor_makes_calls_and_dry_run_makes_none(make_stage, call_log) -> None:
+    stage: Stage = make_stage("dev", log=call_log)
+    steps = [Call("sqs", "CreateQueue", {"QueueName": "q1"}, "q1", "missing")]
+
+    DryRunExecutor(stage, Reporter(as_json=True)).run(steps)
+    assert call_log.calls == []
+
+    executor = Executor(stage, Reporter(as_json=True))
+    executor.run(steps)
+    assert call_log.calls == [("sqs", "CreateQueue")]
+    assert executor.made == steps
+
+
+@pytest.fixture
+def quick(make_stage, config_copy) -> Stage:
+    """A stage whose waits poll every 10 ms and give up after a second."""
+    return make_stage(
+        "dev", config_dir=config_copy("dev", "waits: {poll_seconds: 0.01, timeout_seconds: 1}\n")
+    )
+
+
+def test_wait_polls_until_ready(quick) -> None:
+    states = iter(["creating", "creating", "available"])
+    wait = Wait("db", "until available", lambda _: next(states), frozenset({"available"}))
+    Executor(quick, Reporter(as_json=True)).run([wait])
+    assert next(states, "drained") == "drained"
+
+
+def test_wait_timeout_names_resource_and_state(quick) -> None:
+    wait = Wait("iotile-db", "x", lambda _: "modifying", frozenset({"available"}), timeout_seconds=0.05)
+    with pytest.raises(errors.WaitTimeout, match="iotile-db: still modifying"):
+        Executor(quick, Reporter(as_json=True)).run([wait])
+
+
+def test_wait_fails_fast_on_a_failed_state(quick) -> None:
+    counter = itertools.count()
+    wait = Wait("db", "x", lambda _: f"failed-{next(counter)}", frozenset({"ok"}), frozenset({"failed-0"}))
+    with pytest.raises(errors.AwsError, match="went to state failed-0"):
+        Executor(quick, Reporter(as_json=True)).run([wait])
+
+
+def test_botocore_errors_become_codes_and_hints() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "nope."}}, "CreateBucket")
+    mapped = errors.from_botocore(denied)
+    assert mapped.exit_code == 1
+    assert str(mapped).startswith("AccessDenied (CreateBucket): nope.")
+    assert "AWS_PROFILE" in str(mapped)
+    assert "NoCredentials" in str(errors.from_botocore(NoCredentialsError()))
+    unreachable = errors.from_botocore(EndpointConnectionError(endpoint_url="http://x"))
+    assert "EndpointUnreachable" in str(unreachable)
+    throttled = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "ListTopics")
+    assert "rerun" in str(errors.from_botocore(throttled))
+
+
+def test_tags_of_stage_and_shared_resources(make_stage) -> None:
+    stage = make_stage("prod")
+    assert stage.tags("iotile-worker-prod") == {
+        "Environment": "production",
+        "Project": "iotile-cloud",
+        "ManagedBy": "iotile-deploy",
+        "Stage": "prod",
+    }
+    assert stage.tags("iotile-cloud-media") == {
+        "Project": "iotile-cloud",
+        "ManagedBy": "iotile-deploy",
+        "Stage": "shared",
+    }
+
+
+def test_account_id_is_read_once(make_stage, call_log) -> None:
+    stage = make_stage("dev", log=call_log)
+    assert stage.arn("sqs", "q") == f"arn:aws:sqs:us-east-1:{stage.account_id}:q"
+    assert call_log.calls == [("sts", "GetCallerIdentity")]

@@ -1,0 +1,330 @@
+"""The embedded emulator: process control, loopback binding, request log, reset and fill-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deploy.emulator import control
+from deploy.emulator.fillins import (
+    FillinBackends,
+    find_fillin,
+    register_fillin,
+    unregister_fillin,
+)
+from deploy.emulator.fillins.core import query_params, query_response
+from deploy.emulator.server import EmulatorServer
+from deploy.errors import DeployError
+
+ClientFactory = Callable[[str], Any]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private state directory; whatever emulator a test starts is stopped afterwards."""
+    monkeypatch.setenv("DEPLOY_STATE_DIR", str(tmp_path))
+    yield tmp_path
+    control.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(emulator: EmulatorServer) -> EmulatorServer:
+    emulator.reset()
+    emulator.clear_requests()
+    return emulator
+
+
+@pytest.fixture
+def client(fresh: EmulatorServer) -> ClientFactory:
+    def make(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=fresh.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return make
+
+
+def get_json(url: str, method: str = "GET") -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as response:
+        return json.loads(response.read())
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local IPv4/IPv6 addresses that listen on `port`, from /proc/net/tcp{,6}."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(address) == 8:  # IPv4, little-endian
+                    found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                else:
+                    found.append(address)
+    return found
+
+
+# process control
+
+
+def test_start_status_ensure_running_stop(state: Path) -> None:
+    port = free_port()
+
+    info = control.start(port)
+
+    assert info.endpoint_url == f"http://127.0.0.1:{port}"
+    assert (state / "emulator.pid").read_text().strip() == str(info.pid)
+    assert (state / "emulator.port").read_text().strip() == str(port)
+    assert control.status() is not None and control.status().pid == info.pid
+    assert control.ensure_running(info.endpoint_url) == info.endpoint_url
+    assert control.start(port).pid == info.pid, "a second start must reuse the running emulator"
+    assert control.status().pid == info.pid
+    assert control.stop() is True
+    assert control.status() is None
+    assert not (state / "emulator.pid").exists()
+    assert control.stop() is False
+
+
+def test_background_emulator_listens_on_loopback_only(state: Path) -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs /proc/net/tcp to read listening sockets")
+    info = control.start(free_port())
+
+    assert listening_addresses(info.port) == ["127.0.0.1"]
+    assert get_json(info.endpoint_url + "/_emulator/health")["status"] == "ok"
+
+
+def test_ensure_running_starts_a_loopback_emulator(state: Path) -> None:
+    endpoint = f"http://localhost:{free_port()}"
+
+    assert control.ensure_running(endpoint) == endpoint
+
+    info = control.status()
+    assert info is not None and endpoint.endswith(f":{info.port}")
+    assert control.health(endpoint) is not None
+
+
+def test_ensure_running_refuses_a_remote_endpoint_without_network(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ensure_running must not touch the network for a remote host")
+
+    monkeypatch.setattr(control, "health", no_network)
+    monkeypatch.setattr(control, "start", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+    with pytest.raises(DeployError, match=r"unreachable.*inv local\.start"):
+        control.ensure_running("http://10.255.255.1:1")
+
+
+def test_start_refuses_a_port_used_by_another_program(state: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+
+        with pytest.raises(DeployError, match=f"port {port}.*in use"):
+            control.start(port)
+
+    assert control.status() is None
+
+
+def test_start_reports_a_child_that_exits(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Skip the busy-port check so the child itself hits the taken port, as in a race.
+    monkeypatch.setattr(control, "_check_port_free", lambda port: None)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+
+        with pytest.raises(DeployError, match=r"exited while starting.*emulator\.log"):
+            control.start(port)
+
+    assert control.status() is None
+    assert f"Port {port} is in use" in (state / "emulator.log").read_text()
+
+
+def test_start_gives_up_and_kills_a_silent_child(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "START_TIMEOUT_SECONDS", 0.0)
+
+    with pytest.raises(DeployError, match=r"did not answer.*emulator\.log"):
+        control.start(free_port())
+
+    assert control.status() is None
+    assert not (state / "emulator.pid").exists()
+
+
+def test_status_removes_a_stale_pid_file(state: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    (state / "emulator.pid").write_text(finished.stdout.decode())
+    (state / "emulator.port").write_text("4566\n")
+
+    assert control.status() is None
+    assert not (state / "emulator.pid").exists()
+    assert not (state / "emulator.port").exists()
+
+
+def test_state_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DEPLOY_STATE_DIR", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert control.state_dir() == tmp_path / ".local" / "state" / "iotile-deploy"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert control.state_dir() == tmp_path / "xdg" / "iotile-deploy"
+    monkeypatch.setenv("DEPLOY_STATE_DIR", str(tmp_path / "mine"))
+    assert control.state_dir() == tmp_path / "mine"
+
+
+def test_control_does_not_import_moto_or_boto3() -> None:
+    code = (
+        "import sys, deploy.emulator.control\n"
+        "print(sorted(m for m in ('moto', 'boto3', 'botocore') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# the in-thread server and the app
+
+
+def test_server_binds_loopback(emulator: EmulatorServer) -> None:
+    host, port = emulator.address
+
+    assert host == "127.0.0.1"
+    assert emulator.endpoint_url == f"http://127.0.0.1:{port}"
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_request_log_marks_mutating_calls(fresh: EmulatorServer, client: ClientFactory) -> None:
+    sqs, s3 = client("sqs"), client("s3")
+
+    sqs.create_queue(QueueName="iotile-worker-local")
+    sqs.list_queues()
+    s3.create_bucket(Bucket="iotile-cloud-reports")
+    s3.head_bucket(Bucket="iotile-cloud-reports")
+
+    assert fresh.requests() == [
+        {"service": "sqs", "operation": "CreateQueue", "mutating": True},
+        {"service": "sqs", "operation": "ListQueues", "mutating": False},
+        {"service": "s3", "operation": "PUT /iotile-cloud-reports", "mutating": True},
+        {"service": "s3", "operation": "HEAD /iotile-cloud-reports", "mutating": False},
+    ]
+
+
+def test_request_log_over_http(fresh: EmulatorServer, client: ClientFactory) -> None:
+    client("s3").create_bucket(Bucket="iotile-cloud-media")
+    fresh.clear_requests()
+    client("s3").put_bucket_encryption(
+        Bucket="iotile-cloud-media",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    client("iam").create_role(RoleName="IOTileProductionRole", AssumeRolePolicyDocument="{}")
+    url = fresh.endpoint_url + "/_emulator/requests"
+
+    assert get_json(url)[0]["operation"] == "PUT /iotile-cloud-media?encryption"
+    assert get_json(url)[1] == {"service": "iam", "operation": "CreateRole", "mutating": True}
+    assert len(get_json(url)) == 2, "control endpoints are not recorded"
+    assert get_json(url, "DELETE") == {"cleared": 2}
+    assert get_json(url) == []
+
+
+def test_health(emulator: EmulatorServer) -> None:
+    assert get_json(emulator.endpoint_url + "/_emulator/health") == {"status": "ok", "pid": os.getpid()}
+
+
+def test_reset_wipes_state_and_is_not_recorded(fresh: EmulatorServer, client: ClientFactory) -> None:
+    sqs = client("sqs")
+    sqs.create_queue(QueueName="iotile-report-local")
+    fresh.clear_requests()
+
+    fresh.reset()
+
+    assert fresh.requests() == []
+    assert sqs.list_queues().get("QueueUrls", []) == []
+
+
+# fill-ins
+
+
+class DnsBackend:
+    """A toy fill-in state: CNAME prefixes already asked about, per account and region."""
+
+    def __init__(self, account_id: str, region: str) -> None:
+        self.account_id, self.region = account_id, region
+        self.checked: list[str] = []
+
+
+def test_fillin_serves_an_operation_moto_lacks(fresh: EmulatorServer, client: ClientFactory) -> None:
+    backends = FillinBackends(DnsBackend)
+
+    def check_dns_availability(environ: dict[str, Any], body: bytes) -> Any:
+        backend = backends.for_request(environ)
+        prefix = query_params(environ, body)["CNAMEPrefix"]
+        backend.checked.append(prefix)
+        result = (
+            "<Available>true</Available>"
+            f"<FullyQualifiedCNAME>{prefix}.{backend.region}.elasticbeanstalk.com</FullyQualifiedCNAME>"
+        )
+        return query_response("CheckDNSAvailability", result)
+
+    register_fillin("elasticbeanstalk", "CheckDNSAvailability", check_dns_availability)
+    try:
+        answer = client("elasticbeanstalk").check_dns_availability(CNAMEPrefix="iotile-local")
+
+        assert answer["Available"] is True
+        assert answer["FullyQualifiedCNAME"] == "iotile-local.us-east-1.elasticbeanstalk.com"
+        assert backends.get("123456789012", "us-east-1").checked == ["iotile-local"]
+        assert fresh.requests()[-1]["operation"] == "CheckDNSAvailability"
+
+        fresh.reset()
+
+        assert backends.get("123456789012", "us-east-1").checked == [], "reset empties fill-ins"
+    finally:
+        unregister_fillin("elasticbeanstalk", "CheckDNSAvailability")
+    assert find_fillin("elasticbeanstalk", "CheckDNSAvailability") is None
+
+
+def test_two_fillins_for_one_operation_are_refused() -> None:
+    def first(environ: dict[str, Any], body: bytes) -> Any:
+        return query_response("CheckDNSAvailability")
+
+    def second(environ: dict[str, Any], body: bytes) -> Any:
+        return query_response("CheckDNSAvailability")
+
+    register_fillin("elasticbeanstalk", "CheckDNSAvailability", first)
+    try:
+        register_fillin("elasticbeanstalk", "CheckDNSAvailability", first)  # same one: fine
+        with pytest.raises(ValueError, match="already registered"):
+            register_fillin("elasticbeanstalk", "CheckDNSAvailability", second)
+    finally:
+        unregister_fillin("elasticbeanstalk", "CheckDNSAvailability")
