@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,6 +82,8 @@ class Resource:
     steps: tuple[Step, ...] = ()
     drift: tuple[str, ...] = ()
     detail: str = ""
+    # Names of resources (same area) whose steps must finish before this one's start.
+    depends_on: tuple[str, ...] = ()
 
     def row(self) -> dict[str, Any]:
         return {
@@ -102,17 +104,37 @@ def converge(
     *,
     exists: bool,
     detail: str = "",
+    depends_on: Sequence[str] = (),
 ) -> Resource:
     """Build the Resource for an existing or missing thing from the steps its planner found."""
+    after = tuple(depends_on)
     if not exists:
-        return Resource(area, kind, name, "missing", tuple(steps), ("does not exist",), detail)
+        return Resource(area, kind, name, "missing", tuple(steps), ("does not exist",), detail, after)
     drift = tuple(dict.fromkeys(s.reason for s in steps if isinstance(s, Call)))
     state: State = "drifted" if steps else "present"
-    return Resource(area, kind, name, state, tuple(steps), drift, detail)
+    return Resource(area, kind, name, state, tuple(steps), drift, detail, after)
 
 
-def steps_of(resources: Iterable[Resource]) -> list[Step]:
-    return [step for resource in resources for step in resource.steps]
+def dependency_levels(resources: Sequence[Resource]) -> list[list[Resource]]:
+    """Group resources so each group depends only on earlier groups (dependencies on resources
+    not in the list are already satisfied). Order inside a group follows the input."""
+    pending = list(resources)
+    done: set[tuple[str, str]] = set()
+    waiting_for = {(r.area, r.name) for r in pending}
+    levels: list[list[Resource]] = []
+    while pending:
+        ready = [
+            r
+            for r in pending
+            if all((r.area, d) in done or (r.area, d) not in waiting_for for d in r.depends_on)
+        ]
+        if not ready:
+            cycle = ", ".join(f"{r.area}:{r.name}" for r in pending)
+            raise ValueError(f"dependency cycle among {cycle}")
+        levels.append(ready)
+        done.update((r.area, r.name) for r in ready)
+        pending = [r for r in pending if (r.area, r.name) not in done]
+    return levels
 
 
 @dataclass

@@ -26,6 +26,7 @@ class QueueSpec:
     attributes: dict[str, str]
     tags: dict[str, str]
     kind: str  # "queue" or "dead-letter queue"
+    dead_letter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def queue_specs(stage: Stage) -> list[QueueSpec]:
                 },
                 stage.tags(name),
                 "queue",
+                dead_letter,
             )
         )
     return specs
@@ -119,8 +121,15 @@ def plan_queue(stage: Stage, spec: QueueSpec, state: QueueState) -> Resource:
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"QueueUrl": state.url, "Tags": spec.tags}
             steps.append(Call("sqs", "TagQueue", params, spec.name, "tags differ from config"))
-    detail = state.url or ""
-    return converge(AREA, spec.kind, spec.name, steps, exists=state.url is not None, detail=detail)
+    return converge(
+        AREA,
+        spec.kind,
+        spec.name,
+        steps,
+        exists=state.url is not None,
+        detail=state.url or "",
+        depends_on=[spec.dead_letter] if spec.dead_letter else [],
+    )
 
 
 def plan(stage: Stage) -> list[Resource]:

@@ -12,7 +12,7 @@ from invoke import Exit
 from deploy.cli import deploy_task
 from deploy.errors import EXIT_CHANGES_PENDING
 from deploy.parallel import map_concurrently
-from deploy.plan import DryRunExecutor, Executor, Resource, steps_of
+from deploy.plan import DryRunExecutor, Executor, Resource, dependency_levels
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -24,6 +24,10 @@ AREAS: dict[str, str] = {
     "sns": "deploy.sns",
     "sqs": "deploy.sqs",
 }
+
+# Resources converged at once inside a wave: enough to hide API latency, few enough to stay
+# clear of AWS request-rate limits.
+MAX_CONCURRENT_RESOURCES = 8
 
 # Dependency waves: areas in one wave are independent and converge concurrently; a wave starts
 # when the one before it is done, because it reads what the earlier wave made (ARNs, endpoints).
@@ -76,17 +80,18 @@ def execute_areas(
     reporter: Reporter,
     executor_type: type[Executor] = Executor,
 ) -> int:
-    """Run each area's steps in order; different areas side by side. Returns the calls made."""
-    by_area: dict[str, list[Resource]] = {}
-    for resource in resources:
-        by_area.setdefault(resource.area, []).append(resource)
+    """Run each resource's steps in order, independent resources side by side (a resource starts
+    once those it depends on are done). Returns the number of calls made."""
 
-    def run(area_resources: list[Resource]) -> int:
+    def run(resource: Resource) -> int:
         executor = executor_type(stage, reporter)
-        executor.run(steps_of(area_resources))
+        executor.run(resource.steps)
         return len(executor.made)
 
-    return sum(map_concurrently(run, list(by_area.values())))
+    return sum(
+        sum(map_concurrently(run, level, workers=MAX_CONCURRENT_RESOURCES))
+        for level in dependency_levels(resources)
+    )
 
 
 def status_of(stage: Stage, areas: Sequence[str]) -> list[Resource]:

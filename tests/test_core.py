@@ -7,7 +7,16 @@ import itertools
 import pytest
 
 from deploy import errors
-from deploy.plan import Call, DryRunExecutor, Executor, Wait, converge, is_mutating
+from deploy.plan import (
+    Call,
+    DryRunExecutor,
+    Executor,
+    Resource,
+    Wait,
+    converge,
+    dependency_levels,
+    is_mutating,
+)
 from deploy.report import Reporter
 from deploy.stage import MutationBlocked, Stage
 
@@ -124,3 +133,21 @@ def test_account_id_is_read_once(make_stage, call_log) -> None:
     stage = make_stage("dev", log=call_log)
     assert stage.arn("sqs", "q") == f"arn:aws:sqs:us-east-1:{stage.account_id}:q"
     assert call_log.calls == [("sts", "GetCallerIdentity")]
+
+
+def test_dependency_levels_put_dependencies_first() -> None:
+    dlq = Resource("sqs", "dead-letter queue", "q-dlq", "missing")
+    queue = Resource("sqs", "queue", "q", "missing", depends_on=("q-dlq",))
+    other = Resource("sqs", "queue", "r", "drifted", depends_on=("r-dlq",))  # r-dlq needs nothing
+    bucket = Resource("s3", "bucket", "q-dlq", "missing")  # same name, other area: no link
+
+    levels = dependency_levels([queue, other, dlq, bucket])
+
+    assert levels == [[other, dlq, bucket], [queue]]
+
+
+def test_dependency_cycle_is_reported() -> None:
+    a = Resource("x", "k", "a", "missing", depends_on=("b",))
+    b = Resource("x", "k", "b", "missing", depends_on=("a",))
+    with pytest.raises(ValueError, match="cycle"):
+        dependency_levels([a, b])
