@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from deploy import names
 from deploy.errors import ConfigError
@@ -103,10 +112,32 @@ class Secrets(Section):
 
 class Network(Section):
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
-    subnet_ids: list[str] = []
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
     app_security_group: names.GroupName
     data_security_group: names.GroupName
     ssh_cidrs: list[str] = []
+    db_subnet_group: names.DbIdentifier
+    redshift_subnet_group: names.RedshiftIdentifier
+    cache_subnet_group: names.CacheIdentifier
+
+    @field_validator("ssh_cidrs")
+    @classmethod
+    def _private_ssh(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"SSH CIDR {cidr!r} is not a network: {exc}") from None
+            if network.prefixlen == 0:
+                raise ValueError(f"SSH CIDR {cidr!r} would open SSH to the whole internet")
+        return cidrs
+
+
+class LambdaRoles(Section):
+    health: names.IamName
+    process_upload_sxd: names.IamName
+    s3image: names.IamName
+    delete_s3_obj: names.IamName
 
 
 class Iam(Section):
@@ -114,6 +145,11 @@ class Iam(Section):
     production_role: names.IamName
     ecs_instance_role: names.IamName
     eb_ec2_role: names.IamName
+    eb_service_role: names.IamName
+    ecs_task_role: names.IamName
+    ecs_execution_role: names.IamName
+    firehose_role: names.IamName
+    lambda_roles: LambdaRoles
     dev_policy: names.IamName
     production_policy: names.IamName
     credentials_policy: names.IamName
@@ -126,6 +162,12 @@ class Capacity(Section):
     max: int = Field(ge=1, le=40000)
     target: int = Field(ge=20, le=90)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Capacity:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
 
 class Tables(Section):
     worker_logs: names.TableName
@@ -134,7 +176,10 @@ class Tables(Section):
 
 class Dynamodb(Section):
     capacity_mode: Literal["provisioned", "on-demand"]
+    kms_key: str | None = None
+    point_in_time_recovery: bool = True
     worker_logs_ttl_days: int = Field(ge=1, le=3650)
+    ttl_attribute: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     tables: Tables
     read_capacity: Capacity
     write_capacity: Capacity
@@ -142,6 +187,19 @@ class Dynamodb(Section):
 
 class Ses(Section):
     domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+class Dns(Section):
+    hosted_zone: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+class Key(Section):
+    alias: str = Field(pattern=r"^alias/[A-Za-z0-9/_-]{1,250}$")
+    service_principals: list[Annotated[str, Field(pattern=r"^[a-z0-9.-]+\.amazonaws\.com$")]] = []
+
+
+class Kms(Section):
+    notifications: Key
 
 
 class Rds(Section):
@@ -242,6 +300,8 @@ class StageConfig(Section):
     iam: Iam
     dynamodb: Dynamodb
     ses: Ses
+    dns: Dns = Dns()
+    kms: Kms
     rds: Rds
     redshift: Redshift
     redis: Redis
@@ -313,21 +373,23 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _render(value: Any, stage: str) -> Any:
+def _render(value: Any, stage: str, domain: str) -> Any:
+    """Fill `{stage}` and `{domain}` into every string."""
     if isinstance(value, str):
-        return value.replace("{stage}", stage)
+        return value.replace("{stage}", stage).replace("{domain}", domain)
     if isinstance(value, dict):
-        return {key: _render(item, stage) for key, item in value.items()}
+        return {key: _render(item, stage, domain) for key, item in value.items()}
     if isinstance(value, list):
-        return [_render(item, stage) for item in value]
+        return [_render(item, stage, domain) for item in value]
     return value
 
 
-def _templated(value: Any, stage: str) -> set[str]:
+def _templated(value: Any, stage: str, domain: str) -> set[str]:
+    """Every rendered string whose template held `{stage}`: the stage-scoped names."""
     if isinstance(value, str):
-        return {value.replace("{stage}", stage)} if "{stage}" in value else set()
+        return {_render(value, stage, domain)} if "{stage}" in value else set()
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return set().union(*(_templated(item, stage) for item in items))
+    return set().union(*(_templated(item, stage, domain) for item in items))
 
 
 def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
@@ -371,10 +433,11 @@ def load_config(stage: str, directory: Path | None = None) -> StageConfig:
     stage_data = _read_yaml(stage_file)
     raw = _merge(defaults, stage_data)
     try:
-        config = StageConfig.model_validate(_render(raw, stage))
+        domain = raw.get("domain") if isinstance(raw.get("domain"), str) else ""
+        config = StageConfig.model_validate(_render(raw, stage, domain))
     except ValidationError as exc:
         raise _first_error(exc, stage_data, stage_file, defaults_file) from None
-    config._stage_scoped = frozenset(_templated(raw, stage))
+    config._stage_scoped = frozenset(_templated(raw, stage, domain))
     return config
 
 

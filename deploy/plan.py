@@ -23,6 +23,38 @@ def is_mutating(operation: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A parameter only known when the call runs: the id of a security group made earlier in the
+    same run, say. `resolve` reads it (read-only calls); a dry run shows the description."""
+
+    description: str
+    resolve: Callable[[Stage], Any] = field(compare=False)
+
+    def __str__(self) -> str:
+        return f"<{self.description}>"
+
+
+def resolve_deferred(value: Any, stage: Stage) -> Any:
+    if isinstance(value, Deferred):
+        return value.resolve(stage)
+    if isinstance(value, Mapping):
+        return {key: resolve_deferred(item, stage) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [resolve_deferred(item, stage) for item in value]
+    return value
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, Deferred):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
 class Call:
     """One AWS API call the plan wants to make, and why."""
 
@@ -34,7 +66,7 @@ class Call:
     sensitive: tuple[str, ...] = ()
 
     def shown_params(self) -> dict[str, Any]:
-        return {k: REDACTED if k in self.sensitive else v for k, v in self.params.items()}
+        return {k: REDACTED if k in self.sensitive else _shown(v) for k, v in self.params.items()}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -157,7 +189,8 @@ class Executor:
 
         client = self.stage.client(call.service)
         self.reporter.step_started(call)
-        result = getattr(client, xform_name(call.operation))(**call.params)
+        params = resolve_deferred(call.params, self.stage)
+        result = getattr(client, xform_name(call.operation))(**params)
         self.made.append(call)
         return result
 

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -96,8 +96,16 @@ class Reporter:
         calls = sum(isinstance(s, Call) for r in changing for s in r.steps)
         self.out.print(f"{len(changing)} resource(s) to change, {calls} call(s).")
 
-    def outcome(self, resources: Sequence[Resource], *, stage: str, dry_run: bool, calls: int) -> None:
-        """The closing summary of up / plan / <area>.create: JSON, or one line."""
+    def outcome(
+        self,
+        resources: Sequence[Resource],
+        *,
+        stage: str,
+        dry_run: bool,
+        calls: int,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The closing summary of up / plan / <area>.create: JSON (with `extra` keys), or one line."""
         changing = [r for r in resources if r.steps]
         if self.as_json:
             self.json(
@@ -106,15 +114,22 @@ class Reporter:
                     "dry_run": dry_run,
                     "changes": [_plan_entry(r) for r in changing],
                     "calls_made": calls,
+                    **(extra or {}),
                 }
             )
         elif changing and not dry_run:
             self.out.print(f"[green]done:[/] {calls} call(s) made on {len(changing)} resource(s).")
 
-    def status(self, resources: Sequence[Resource], extra: Sequence[dict[str, Any]] = ()) -> None:
-        rows = [r.row() for r in resources] + list(extra)
+    def status(
+        self,
+        resources: Sequence[Resource],
+        rows: Sequence[dict[str, Any]] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The inventory table; `rows` are more rows, `extra` more keys of the JSON document."""
+        rows = [r.row() for r in resources] + list(rows)
         if self.as_json:
-            self.json({"resources": rows})
+            self.json({"resources": rows, **(extra or {})})
             return
         table = Table(title="status", title_justify="left")
         for column in ("area", "kind", "name", "state", "detail"):

@@ -20,9 +20,14 @@ if TYPE_CHECKING:
 
 # area name -> module holding plan(stage) -> list[Resource]
 AREAS: dict[str, str] = {
+    "iam": "deploy.iam",
+    "network": "deploy.network",
+    "kms": "deploy.kms",
     "s3": "deploy.s3",
     "sns": "deploy.sns",
     "sqs": "deploy.sqs",
+    "dynamodb": "deploy.dynamodb",
+    "ses": "deploy.ses",
 }
 
 # Resources converged at once inside a wave: enough to hide API latency, few enough to stay
@@ -31,7 +36,11 @@ MAX_CONCURRENT_RESOURCES = 8
 
 # Dependency waves: areas in one wave are independent and converge concurrently; a wave starts
 # when the one before it is done, because it reads what the earlier wave made (ARNs, endpoints).
-WAVES: tuple[tuple[str, ...], ...] = (("s3", "sns", "sqs"),)
+WAVES: tuple[tuple[str, ...], ...] = (
+    ("iam", "network", "kms"),
+    ("s3", "sns", "sqs", "dynamodb"),
+    ("ses",),  # its notifications go to an SNS topic of the wave before
+)
 
 
 def planner(area: str) -> Callable[[Stage], list[Resource]]:
@@ -160,7 +169,7 @@ def status(c, stage=None, json=False):
 
     target = open_stage(stage, dry_run=True)
     resources = status_of(target, all_areas())
-    Reporter(as_json=json).status(resources, extra=secrets_rows(target))
+    Reporter(as_json=json).status(resources, rows=secrets_rows(target))
 
 
 def _warn_missing_secrets(stage: Stage) -> None:

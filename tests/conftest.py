@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def moto_fixes() -> None:
+    """moto corrected where it departs from AWS, as the emulator serves it (deploy/emulator/fixes.py)."""
+    from deploy.emulator import fixes
+
+    fixes.apply()
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in (
@@ -38,10 +46,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
+def aws(request: pytest.FixtureRequest) -> Iterator[None]:
     from moto import mock_aws
 
-    with mock_aws():
+    # Real accounts have the AWS managed policies (some roles attach them). moto loads all of them
+    # only when asked, which costs half a second a test: tests marked aws_managed_policies ask.
+    managed = request.node.get_closest_marker("aws_managed_policies") is not None
+    with mock_aws(config={"iam": {"load_aws_managed_policies": managed}}):
         yield
 
 

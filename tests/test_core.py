@@ -9,6 +9,7 @@ import pytest
 from deploy import errors
 from deploy.plan import (
     Call,
+    Deferred,
     DryRunExecutor,
     Executor,
     Resource,
@@ -151,3 +152,20 @@ def test_dependency_cycle_is_reported() -> None:
     b = Resource("x", "k", "b", "missing", depends_on=("a",))
     with pytest.raises(ValueError, match="cycle"):
         dependency_levels([a, b])
+
+
+def test_deferred_parameters_resolve_when_the_call_runs(make_stage, call_log) -> None:
+    stage = make_stage("dev", log=call_log)
+    queue_url = Deferred(
+        "url of queue q1", lambda s: s.client("sqs").get_queue_url(QueueName="q1")["QueueUrl"]
+    )
+    steps = [
+        Call("sqs", "CreateQueue", {"QueueName": "q1"}, "q1", "missing"),
+        Call("sqs", "TagQueue", {"QueueUrl": queue_url, "Tags": {"a": "b"}}, "q1", "tags"),
+    ]
+    assert steps[1].describe()["params"]["QueueUrl"] == "<url of queue q1>"
+
+    Executor(stage, Reporter(as_json=True)).run(steps)
+
+    url = stage.client("sqs").get_queue_url(QueueName="q1")["QueueUrl"]
+    assert stage.client("sqs").list_queue_tags(QueueUrl=url)["Tags"] == {"a": "b"}

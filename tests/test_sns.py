@@ -31,7 +31,7 @@ def test_creates_six_topics_encrypted_and_tagged(make_stage) -> None:
     for name in TOPICS:
         arn = stage.arn("sns", name)
         attributes = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
-        assert attributes["KmsMasterKeyId"] == "alias/aws/sns"
+        assert attributes["KmsMasterKeyId"] == stage.config.sns.kms_key
         tags = {t["Key"]: t["Value"] for t in sns.list_tags_for_resource(ResourceArn=arn)["Tags"]}
         assert tags["Stage"] == ("dev" if name.endswith("--dev") else "shared")
 
@@ -60,7 +60,7 @@ def test_encryption_removed_by_hand_is_restored(make_stage) -> None:
     assert operations(drifted.resources) == ["SetTopicAttributes"]
     assert drifted.resources[4].drift == ("not encrypted with the configured key",)
     attributes = stage.client("sns").get_topic_attributes(TopicArn=arn)["Attributes"]
-    assert attributes["KmsMasterKeyId"] == "alias/aws/sns"
+    assert attributes["KmsMasterKeyId"] == stage.config.sns.kms_key
 
 
 def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> None:

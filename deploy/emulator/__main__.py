@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     if not _is_loopback(args.host):
         # The emulator has no authentication: anyone who can reach it can read and change it.
         print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    # Every real account has the AWS managed policies (roles attach some of them); moto only loads
+    # them when asked. Set here, in the emulator's own process, not in build_app(): a test process
+    # that serves the app in a thread should not pay for them in every other test.
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     from deploy.emulator.server import make_emulator_server
 
     server = make_emulator_server(args.host, args.port)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins
+from deploy.emulator import fillins, fixes
 from deploy.emulator.calls import RequestLog, describe_call, is_form, read_body
 
 StartResponse = Callable[..., Any]
@@ -26,6 +27,9 @@ class EmulatorApp:
     def __init__(self, moto_app: WsgiApp) -> None:
         self.moto_app = moto_app
         self.log = RequestLog()
+        # moto's backends are not thread-safe (plain dicts changed without locks), while the server
+        # and its clients are concurrent: one request at a time inside moto and the fill-ins.
+        self._serve_lock = threading.RLock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -37,12 +41,14 @@ class EmulatorApp:
         call = describe_call(environ, form_body)
         self.log.record(call)
         handler = fillins.find_fillin(call.service, call.operation)
-        if handler is not None:
-            return self._fillin(handler, environ, start_response, form_body)
-        return self.moto_app(environ, start_response)
+        with self._serve_lock:
+            if handler is not None:
+                return self._fillin(handler, environ, start_response, form_body)
+            return list(self.moto_app(environ, start_response))
 
     def _moto_api(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
-        response = self.moto_app(environ, start_response)
+        with self._serve_lock:
+            response = list(self.moto_app(environ, start_response))
         # Moto's reset empties only moto's backends; ours must go with them.
         if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
             fillins.reset_fillins()
@@ -78,6 +84,7 @@ def build_app() -> EmulatorApp:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     fillins.load_builtin_fillins()
+    fixes.apply()
     return EmulatorApp(DomainDispatcherApplication(create_backend_app))
 
 

@@ -8,7 +8,18 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CREATE_TASKS = ["s3.create", "sns.create", "sqs.create", "up"]
+CREATE_TASKS = [
+    "iam.create",
+    "network.create",
+    "create-security-groups",
+    "kms.create",
+    "s3.create",
+    "sns.create",
+    "sqs.create",
+    "dynamodb.create",
+    "ses.create",
+    "up",
+]
 
 
 def test_up_then_up_again_changes_nothing(inv, emulator) -> None:
@@ -18,6 +29,14 @@ def test_up_then_up_again_changes_nothing(inv, emulator) -> None:
     assert "s3:PUT /iotile-cloud-media" in made
     assert len([m for m in made if m.endswith(":CreateQueue")]) == 4
     assert len([m for m in made if m.endswith(":CreateTopic")]) == 6
+    for operation in (
+        "iam:CreateRole",
+        "ec2:CreateSecurityGroup",
+        "kms:CreateKey",
+        "dynamodb:CreateTable",
+        "ses:VerifyDomainIdentity",
+    ):
+        assert operation in made, operation
     emulator.clear()
 
     second = inv("up", "--stage", "dev")

@@ -1,0 +1,418 @@
+"""Corrections to moto 5.2.5 where it departs from AWS, for the emulator and the unit tests alike.
+
+Each fix is a small function named after what it corrects; its docstring says what AWS does and
+what moto 5.2.5 did instead. The code they install is laid out like moto's, so each could be
+offered upstream as it stands: backend methods (behaviour, `moto/<service>/models.py`) apart from
+response methods (wire format, `moto/<service>/responses.py`, where an action name maps to a method
+through `camelcase_to_underscores`). `apply()` installs them all, once per process; it checks that
+what it patches exists (and that what it adds does not), so a moto upgrade that fixed or renamed
+something fails loudly instead of being patched over silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moto.core.responses import ActionResult
+
+MOTO_VERSION = "5.2.5"
+# Set on every function a fix installs, so a second apply() can tell its own work from moto's.
+FIX_MARK = "__moto_fix__"
+
+_lock = threading.Lock()
+_applied: set[str] = set()
+
+
+class MotoFixError(RuntimeError):
+    """Moto no longer looks the way a fix expects: review the fix against the new moto."""
+
+
+def _require(owner: type, *names: str, fix: str) -> None:
+    """Fail unless moto still has `owner.name` for each name (a method, property or class attribute)."""
+    for name in names:
+        if not hasattr(owner, name):
+            raise _gone(owner, name, fix)
+
+
+def _gone(owner: type, name: str, fix: str) -> MotoFixError:
+    return MotoFixError(
+        f"{fix}: moto has no {owner.__module__}.{owner.__name__}.{name} any more (moto "
+        f"{_installed_moto()}, fix written for {MOTO_VERSION}); check whether the fix is still needed"
+    )
+
+
+def _is_ours(function: object, fix: str) -> bool:
+    return getattr(function, FIX_MARK, None) == fix
+
+
+def _install(owner: type, name: str, fix: str, function: Callable[..., Any]) -> None:
+    setattr(function, FIX_MARK, fix)
+    setattr(owner, name, function)
+
+
+def _replaced(owner: type, name: str, fix: str, function: Callable[..., Any]) -> None:
+    """Replace moto's `owner.name` (which must be defined on owner itself) with `function`; once."""
+    current = owner.__dict__.get(name)
+    if _is_ours(current, fix):
+        return
+    if current is None:
+        raise _gone(owner, name, fix)
+    _install(owner, name, fix, function)
+
+
+def _wrapped(
+    owner: type, name: str, fix: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> None:
+    """Replace moto's `owner.name` with `wrap(moto's function)`; once."""
+    current = owner.__dict__.get(name)
+    if _is_ours(current, fix):
+        return
+    if current is None:
+        raise _gone(owner, name, fix)
+    _install(owner, name, fix, wrap(current))
+
+
+def _added(owner: type, name: str, fix: str, function: Callable[..., Any]) -> None:
+    """Add `owner.name`, which moto must still lack; once."""
+    current = getattr(owner, name, None)
+    if _is_ours(current, fix):
+        return
+    if current is not None:
+        raise MotoFixError(
+            f"{fix}: moto now has {owner.__module__}.{owner.__name__}.{name} (moto {_installed_moto()}, "
+            f"fix written for {MOTO_VERSION}); drop the fix if moto's own does what AWS does"
+        )
+    _install(owner, name, fix, function)
+
+
+def _installed_moto() -> str:
+    from importlib.metadata import version
+
+    return version("moto")
+
+
+# -- RDS ---------------------------------------------------------------------------------------
+
+
+def rds_modify_db_subnet_group(
+    self: Any, subnet_name: str, description: str | None, subnets: list[Any]
+) -> Any:
+    """RDSBackend.modify_db_subnet_group: the group keeps its name, gets the new subnets."""
+    from moto.rds.exceptions import DBSubnetGroupNotFoundError
+
+    subnet_group = self.subnet_groups.get(subnet_name)
+    if subnet_group is None:
+        raise DBSubnetGroupNotFoundError(subnet_name)
+    subnet_group.subnets = subnets
+    if description is not None:
+        subnet_group.description = description
+    return subnet_group
+
+
+def fix_rds_modify_db_subnet_group_keeps_group() -> None:
+    """AWS ModifyDBSubnetGroup keeps the group, with the new subnets (and description if given),
+    and answers DBSubnetGroupNotFoundFault for an unknown name. moto 5.2.5's
+    `RDSBackend.modify_db_subnet_group` pops the group from the backend and never puts it back, so
+    the group is gone afterwards (and an unknown name raises KeyError, a 500)."""
+    from moto.rds.models import RDSBackend
+
+    fix = "rds_modify_db_subnet_group_keeps_group"
+    _replaced(RDSBackend, "modify_db_subnet_group", fix, rds_modify_db_subnet_group)
+
+
+# -- Redshift ----------------------------------------------------------------------------------
+
+
+def redshift_modify_cluster_subnet_group(
+    self: Any, cluster_subnet_group_name: str, description: str | None, subnet_ids: list[str]
+) -> Any:
+    """RedshiftBackend.modify_cluster_subnet_group: new subnets (one VPC), description if given."""
+    from moto.redshift.exceptions import ClusterSubnetGroupNotFoundError, InvalidSubnetError
+
+    subnet_group = self.subnet_groups.get(cluster_subnet_group_name)
+    if subnet_group is None:
+        raise ClusterSubnetGroupNotFoundError(cluster_subnet_group_name)
+    found = self.ec2_backend.describe_subnets(filters={"subnet-id": subnet_ids})
+    if not subnet_ids or len(found) != len(set(subnet_ids)) or len({s.vpc_id for s in found}) > 1:
+        raise InvalidSubnetError(subnet_ids)
+    subnet_group.subnet_ids = subnet_ids
+    if description is not None:
+        subnet_group.description = description
+    return subnet_group
+
+
+def redshift_modify_cluster_subnet_group_response(self: Any) -> ActionResult:
+    """RedshiftResponse.modify_cluster_subnet_group: answers like CreateClusterSubnetGroup."""
+    from moto.core.responses import ActionResult
+
+    subnet_group = self.redshift_backend.modify_cluster_subnet_group(
+        cluster_subnet_group_name=self._get_param("ClusterSubnetGroupName"),
+        description=self._get_param("Description"),
+        subnet_ids=self._get_param("SubnetIds", []),
+    )
+    return ActionResult({"ClusterSubnetGroup": subnet_group})
+
+
+def fix_redshift_modify_cluster_subnet_group() -> None:
+    """AWS ModifyClusterSubnetGroup (ClusterSubnetGroupName, SubnetIds, optional Description)
+    replaces the group's subnets and returns the ClusterSubnetGroup as CreateClusterSubnetGroup
+    does; an unknown name is ClusterSubnetGroupNotFoundFault. moto 5.2.5 does not implement it."""
+    from moto.redshift.models import RedshiftBackend
+    from moto.redshift.responses import RedshiftResponse
+
+    fix = "redshift_modify_cluster_subnet_group"
+    _added(RedshiftBackend, "modify_cluster_subnet_group", fix, redshift_modify_cluster_subnet_group)
+    _added(
+        RedshiftResponse, "modify_cluster_subnet_group", fix, redshift_modify_cluster_subnet_group_response
+    )
+
+
+# -- ElastiCache -------------------------------------------------------------------------------
+
+
+def elasticache_modify_cache_subnet_group(
+    self: Any,
+    cache_subnet_group_name: str,
+    cache_subnet_group_description: str | None,
+    subnet_ids: list[str] | None,
+) -> Any:
+    """ElastiCacheBackend.modify_cache_subnet_group: new subnets and/or description, same ARN and tags."""
+    from moto.elasticache.exceptions import CacheSubnetGroupNotFound
+    from moto.elasticache.models import CacheSubnetGroup
+
+    existing = self.cache_subnet_groups.get(cache_subnet_group_name)
+    if existing is None:
+        raise CacheSubnetGroupNotFound(cache_subnet_group_name)
+    # The constructor checks the subnets and derives their zones, VPC and network types, as on create.
+    updated = CacheSubnetGroup(
+        account_id=self.account_id,
+        region_name=self.region_name,
+        cache_subnet_group_name=cache_subnet_group_name,
+        cache_subnet_group_description=(
+            existing.cache_subnet_group_description
+            if cache_subnet_group_description is None
+            else cache_subnet_group_description
+        ),
+        subnet_ids=subnet_ids or existing.subnet_ids,
+        tags=existing.tags,
+    )
+    self.cache_subnet_groups[cache_subnet_group_name] = updated
+    return updated
+
+
+def elasticache_modify_cache_subnet_group_response(self: Any) -> ActionResult:
+    """ElastiCacheResponse.modify_cache_subnet_group: answers like CreateCacheSubnetGroup."""
+    from moto.core.responses import ActionResult
+
+    cache_subnet_group = self.elasticache_backend.modify_cache_subnet_group(
+        cache_subnet_group_name=self._get_param("CacheSubnetGroupName"),
+        cache_subnet_group_description=self._get_param("CacheSubnetGroupDescription"),
+        subnet_ids=self._get_param("SubnetIds"),
+    )
+    return ActionResult({"CacheSubnetGroup": cache_subnet_group})
+
+
+def fix_elasticache_modify_cache_subnet_group() -> None:
+    """AWS ModifyCacheSubnetGroup (CacheSubnetGroupName, optional CacheSubnetGroupDescription and
+    SubnetIds) updates the group and returns the CacheSubnetGroup; an unknown name is
+    CacheSubnetGroupNotFoundFault. moto 5.2.5 does not implement it."""
+    from moto.elasticache.models import ElastiCacheBackend
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    fix = "elasticache_modify_cache_subnet_group"
+    _added(ElastiCacheBackend, "modify_cache_subnet_group", fix, elasticache_modify_cache_subnet_group)
+    _added(
+        ElastiCacheResponse, "modify_cache_subnet_group", fix, elasticache_modify_cache_subnet_group_response
+    )
+
+
+# -- DynamoDB ----------------------------------------------------------------------------------
+
+
+def dynamodb_update_table_sse(self: Any, name: str, sse_specification: dict[str, Any]) -> Any:
+    """DynamoDBBackend.update_table_sse: KMS with the given key (reported by ARN) or the AWS
+    managed key; Enabled false goes back to the AWS owned key, which DescribeTable does not show."""
+    table = self.get_table(name)
+    if not sse_specification.get("Enabled"):
+        table.sse_specification = None
+        return table
+    key = sse_specification.get("KMSMasterKeyId")
+    table.sse_specification = {
+        "Enabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": (
+            _kms_key_arn(self.account_id, self.region_name, key)
+            if key
+            else table._get_default_encryption_key(self.account_id, self.region_name)
+        ),
+    }
+    return table
+
+
+def _kms_key_arn(account_id: str, region: str, key: str) -> str:
+    """The ARN of a KMS key named by id, ARN, alias or alias ARN; the name itself if moto has no such key
+    (moto's CreateTable keeps an unknown key as given too)."""
+    from moto.kms import kms_backends
+
+    kms = kms_backends[account_id][region]
+    alias = kms.get_alias_name(key)
+    key_id = kms.get_key_id_from_alias(alias) if alias.startswith("alias/") else kms.get_key_id(key)
+    found = kms.keys.get(key_id) if key_id else None
+    return found.arn if found is not None else key
+
+
+def _dynamodb_update_table_response(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(original)
+    def update_table(self: Any) -> Any:
+        """DynamoHandler.update_table, also applying SSESpecification."""
+        from moto.dynamodb.responses import DynamoResult
+
+        result = original(self)
+        sse_specification = self.body.get("SSESpecification")
+        if sse_specification is None:
+            return result
+        table = self.dynamodb_backend.update_table_sse(self.body["TableName"], sse_specification)
+        return DynamoResult(table.describe())
+
+    return update_table
+
+
+def fix_dynamodb_update_table_sse() -> None:
+    """AWS UpdateTable applies SSESpecification (Enabled, SSEType KMS, KMSMasterKeyId): afterwards
+    DescribeTable's SSEDescription shows KMS and the key's ARN. moto 5.2.5's UpdateTable ignores
+    SSESpecification, so a table created without encryption never shows any."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    fix = "dynamodb_update_table_sse"
+    _require(Table, "_get_default_encryption_key", "describe", fix=fix)
+    _require(DynamoHandler, "dynamodb_backend", fix=fix)
+    _added(DynamoDBBackend, "update_table_sse", fix, dynamodb_update_table_sse)
+    _wrapped(DynamoHandler, "update_table", fix, _dynamodb_update_table_response)
+
+
+# -- SQS ---------------------------------------------------------------------------------------
+
+
+def _sqs_set_attributes(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def _set_attributes(self: Any, attributes: dict[str, Any], now: float | None = None) -> None:
+        """Queue._set_attributes, leaving Policy alone unless named; an empty RedriveAllowPolicy clears it."""
+        # Absent on the first call, from Queue.__init__ (which always names Policy).
+        kept_policy = None if "Policy" in attributes else getattr(self, "_policy_json", None)
+        original(self, attributes, now)
+        if kept_policy is not None:
+            self._policy_json = kept_policy
+        if attributes.get("RedriveAllowPolicy") == "":
+            self.redrive_allow_policy = None
+
+    return _set_attributes
+
+
+def fix_sqs_queue_attributes() -> None:
+    """AWS SetQueueAttributes changes only the attributes it names, and GetQueueAttributes returns
+    RedriveAllowPolicy (by name or with All) once set. moto 5.2.5's `Queue._set_attributes` sets
+    `self.policy = attributes.get("Policy")`, so any SetQueueAttributes without Policy wipes the
+    queue policy; and RedriveAllowPolicy, accepted on CreateQueue/SetQueueAttributes, is never
+    returned (asking for it by name is even InvalidAttributeName)."""
+    from moto.sqs.models import Queue
+
+    fix = "sqs_queue_attributes"
+    _require(Queue, "BASE_ATTRIBUTES", "attributes", "policy", fix=fix)
+    if _is_ours(Queue.__dict__.get("_set_attributes"), fix):
+        return
+    if "RedriveAllowPolicy" in Queue.BASE_ATTRIBUTES:
+        raise MotoFixError(
+            f"{fix}: moto now returns RedriveAllowPolicy; check whether the fix is still needed"
+        )
+    # Queue.attributes reads each base attribute by its snake_case name; None means not returned.
+    Queue.redrive_allow_policy = None
+    Queue.BASE_ATTRIBUTES.append("RedriveAllowPolicy")
+    _wrapped(Queue, "_set_attributes", fix, _sqs_set_attributes)
+
+
+# -- SES ---------------------------------------------------------------------------------------
+
+SES_NOTIFICATION_TYPES = ("Bounce", "Complaint", "Delivery")
+
+
+def _ses_notification_attributes(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_identity_notification_attributes(self: Any, identities: list[str]) -> dict[str, dict[str, Any]]:
+        """SESBackend.get_identity_notification_attributes, with each identity's topics."""
+        result = original(self, identities)
+        for identity, attributes in result.items():
+            topics = self.sns_topics.get(identity, {})
+            for kind in SES_NOTIFICATION_TYPES:
+                if topics.get(kind):
+                    attributes[f"{kind}Topic"] = topics[kind]
+        return result
+
+    return get_identity_notification_attributes
+
+
+def fix_ses_identity_notification_topics() -> None:
+    """AWS GetIdentityNotificationAttributes returns BounceTopic, ComplaintTopic and DeliveryTopic
+    for the topics SetIdentityNotificationTopic set. moto 5.2.5 stores them (`SESBackend.sns_topics`)
+    but leaves them out of the answer, so a topic once set never reads back."""
+    from moto.ses.models import SESBackend
+
+    fix = "ses_identity_notification_topics"
+    _require(SESBackend, "set_identity_notification_topic", fix=fix)
+    _wrapped(SESBackend, "get_identity_notification_attributes", fix, _ses_notification_attributes)
+
+
+# -- concurrency -------------------------------------------------------------------------------
+_moto_lock = threading.RLock()
+
+
+def fix_serialize_in_process_requests() -> None:
+    """AWS serves concurrent requests safely. moto's backends are plain dicts changed without locks,
+    so requests from several threads at once (the executor converges resources side by side) can
+    fail inside moto with "dictionary changed size during iteration". Under mock_aws, requests
+    reach moto through BotocoreStubber.__call__: take one lock there. (The emulator's server takes
+    the same kind of lock in EmulatorApp.)"""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    fix = "serialize_in_process_requests"
+
+    def serialized(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _moto_lock:
+                return original(self, *args, **kwargs)
+
+        return __call__
+
+    _wrapped(BotocoreStubber, "__call__", fix, serialized)
+
+
+FIXES: tuple[Callable[[], None], ...] = (
+    fix_rds_modify_db_subnet_group_keeps_group,
+    fix_redshift_modify_cluster_subnet_group,
+    fix_elasticache_modify_cache_subnet_group,
+    fix_dynamodb_update_table_sse,
+    fix_sqs_queue_attributes,
+    fix_ses_identity_notification_topics,
+    fix_serialize_in_process_requests,
+)
+
+
+def apply() -> None:
+    """Install every fix into moto, once per process; safe to call again (and from any thread)."""
+    with _lock:
+        for fix in FIXES:
+            if fix.__name__ not in _applied:
+                fix()
+                _applied.add(fix.__name__)
+
+
+def applied() -> list[str]:
+    """Names of the fixes installed in this process."""
+    with _lock:
+        return sorted(_applied)

@@ -1,0 +1,389 @@
+"""IAM: the group, roles, instance profiles and customer managed policies of a stage, least privilege.
+
+Policy documents are templates (deploy/templates/iam) rendered for the stage's own resources. A
+changed document becomes a new default policy version; a policy or inline policy attached by hand
+to a role this tool owns is drift and is removed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection
+
+from deploy.cli import deploy_task
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Resource, converge
+
+if TYPE_CHECKING:
+    from deploy.stage import Stage
+
+AREA = "iam"
+AWS_MANAGED = "arn:aws:iam::aws:policy/"
+MAX_POLICY_VERSIONS = 5
+EC2, ECS_TASKS, LAMBDA = "ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    document: dict[str, Any]
+    description: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    trust: dict[str, Any]
+    customer_policies: tuple[str, ...]
+    managed_policies: tuple[str, ...]
+    description: str
+    tags: dict[str, str]
+    instance_profile: bool = False
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    name: str
+    customer_policies: tuple[str, ...]
+
+
+def policy_arn(stage: Stage, name: str) -> str:
+    return f"arn:aws:iam::{stage.account_id}:policy/{name}"
+
+
+def role_arn(stage: Stage, name: str) -> str:
+    return f"arn:aws:iam::{stage.account_id}:role/{name}"
+
+
+# -- what config wants -------------------------------------------------------------------------
+
+
+def policy_specs(stage: Stage) -> list[PolicySpec]:
+    from deploy.policies import render
+
+    iam, functions = stage.config.iam, stage.config.lambdas.functions
+    s = stage.name
+    documents = [
+        (iam.dev_policy, "dev.json.j2", f"Read access to the {s} stage's data for developers", {}),
+        (iam.production_policy, "production.json.j2", f"What the {s} app and workers use", {}),
+        (iam.credentials_policy, "credentials.json.j2", f"Read the {s} stage's secrets", {}),
+        (iam.streamer_upload_policy, "streamer-upload.json.j2", f"Upload {s} streamer reports", {}),
+        (iam.search_policy, "search.json.j2", f"Use the {s} search domain", {}),
+        (iam.ecs_execution_role, "ecs-execution.json.j2", f"Start {s} worker tasks", {}),
+        (iam.firehose_role, "firehose.json.j2", f"Deliver {s} streams", {}),
+    ]
+    for key, role in iam.lambda_roles:
+        template = f"lambda-{key.replace('_', '-')}.json.j2"
+        function = getattr(functions, key)
+        documents.append((role, template, f"Run the {function} function", {"function": function}))
+    return [
+        PolicySpec(name, render(stage, template, **extra), description, stage.tags(name))
+        for name, template, description, extra in documents
+    ]
+
+
+def role_specs(stage: Stage) -> list[RoleSpec]:
+    from deploy.policies import trust_policy
+
+    iam = stage.config.iam
+    app = (iam.production_policy, iam.credentials_policy, iam.search_policy)
+    web_tier = AWS_MANAGED + "AWSElasticBeanstalkWebTier"
+
+    def role(
+        name: str,
+        service: str,
+        customer: tuple[str, ...],
+        managed: tuple[str, ...],
+        what: str,
+        profile: bool = False,
+    ) -> RoleSpec:
+        return RoleSpec(
+            name, trust_policy(stage, service), customer, managed, what, stage.tags(name), profile
+        )
+
+    roles = [
+        role(iam.production_role, EC2, app, (web_tier,), "Beanstalk instances of the app", True),
+        role(iam.eb_ec2_role, EC2, (), (web_tier,), "Default Beanstalk instance role", True),
+        role(
+            iam.ecs_instance_role,
+            EC2,
+            (),
+            (AWS_MANAGED + "service-role/AmazonEC2ContainerServiceforEC2Role",),
+            "ECS container instances",
+            True,
+        ),
+        role(iam.ecs_task_role, ECS_TASKS, app, (), "SQS worker tasks"),
+        role(iam.ecs_execution_role, ECS_TASKS, (iam.ecs_execution_role,), (), "ECS agent for worker tasks"),
+        role(iam.firehose_role, "firehose.amazonaws.com", (iam.firehose_role,), (), "Firehose delivery"),
+        role(
+            iam.eb_service_role,
+            "elasticbeanstalk.amazonaws.com",
+            (),
+            (
+                AWS_MANAGED + "service-role/AWSElasticBeanstalkEnhancedHealth",
+                AWS_MANAGED + "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
+            ),
+            "Beanstalk service",
+        ),
+    ]
+    for key, name in iam.lambda_roles:
+        extra = (iam.credentials_policy,) if key == "health" else ()
+        roles.append(role(name, LAMBDA, (name, *extra), (), f"Lambda function {key}"))
+    return roles
+
+
+def group_specs(stage: Stage) -> list[GroupSpec]:
+    return [GroupSpec(stage.config.iam.dev_group, (stage.config.iam.dev_policy,))]
+
+
+# -- what IAM has ------------------------------------------------------------------------------
+
+
+def _absent(call: Any) -> Any:
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+            return None
+        raise
+
+
+def _document(value: Any) -> Any:
+    if isinstance(value, str):
+        from urllib.parse import unquote
+
+        return json.loads(unquote(value))
+    return value
+
+
+def _paged(stage: Stage, operation: str, key: str, **params: Any) -> list[Any]:
+    pages = stage.client("iam").get_paginator(operation).paginate(**params)
+    return [item for page in pages for item in page.get(key, [])]
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    exists: bool
+    document: Any = None
+    versions: tuple[dict[str, Any], ...] = ()
+    tags: dict[str, str] | None = None
+
+
+def read_policy(stage: Stage, name: str) -> PolicyState:
+    iam, arn = stage.client("iam"), policy_arn(stage, name)
+    found = _absent(lambda: iam.get_policy(PolicyArn=arn))
+    if found is None:
+        return PolicyState(False)
+    default = found["Policy"]["DefaultVersionId"]
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=default)["PolicyVersion"]
+    versions = _paged(stage, "list_policy_versions", "Versions", PolicyArn=arn)
+    tags = iam.list_policy_tags(PolicyArn=arn).get("Tags", [])
+    return PolicyState(
+        True, _document(version["Document"]), tuple(versions), {t["Key"]: t["Value"] for t in tags}
+    )
+
+
+@dataclass(frozen=True)
+class RoleState:
+    exists: bool
+    trust: Any = None
+    attached: frozenset[str] = frozenset()
+    inline: tuple[str, ...] = ()
+    tags: dict[str, str] | None = None
+
+
+def read_role(stage: Stage, name: str) -> RoleState:
+    iam = stage.client("iam")
+    found = _absent(lambda: iam.get_role(RoleName=name))
+    if found is None:
+        return RoleState(False)
+    attached = _paged(stage, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
+    inline = _paged(stage, "list_role_policies", "PolicyNames", RoleName=name)
+    tags = _paged(stage, "list_role_tags", "Tags", RoleName=name)
+    return RoleState(
+        True,
+        _document(found["Role"]["AssumeRolePolicyDocument"]),
+        frozenset(p["PolicyArn"] for p in attached),
+        tuple(inline),
+        {t["Key"]: t["Value"] for t in tags},
+    )
+
+
+def read_instance_profile(stage: Stage, name: str) -> tuple[str, ...] | None:
+    found = _absent(lambda: stage.client("iam").get_instance_profile(InstanceProfileName=name))
+    if found is None:
+        return None
+    return tuple(role["RoleName"] for role in found["InstanceProfile"]["Roles"])
+
+
+def read_group(stage: Stage, name: str) -> frozenset[str] | None:
+    if _absent(lambda: stage.client("iam").get_group(GroupName=name)) is None:
+        return None
+    attached = _paged(stage, "list_attached_group_policies", "AttachedPolicies", GroupName=name)
+    return frozenset(p["PolicyArn"] for p in attached)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def _tags_differ(want: dict[str, str], have: dict[str, str] | None) -> bool:
+    return any((have or {}).get(key) != value for key, value in want.items())
+
+
+def plan_policy(stage: Stage, spec: PolicySpec, state: PolicyState) -> Resource:
+    from deploy.policies import canonical
+
+    arn, steps = policy_arn(stage, spec.name), []
+    document = json.dumps(spec.document)
+    resource = f"policy/{spec.name}"
+    if not state.exists:
+        params = {
+            "PolicyName": spec.name,
+            "PolicyDocument": document,
+            "Description": spec.description,
+            "Tags": stage.tag_list(spec.tags),
+        }
+        steps.append(Call("iam", "CreatePolicy", params, resource, "policy does not exist"))
+    else:
+        if canonical(state.document) != canonical(spec.document):
+            if len(state.versions) >= MAX_POLICY_VERSIONS:
+                oldest = min(
+                    (v for v in state.versions if not v.get("IsDefaultVersion")),
+                    key=lambda v: str(v.get("CreateDate")),
+                )
+                params = {"PolicyArn": arn, "VersionId": oldest["VersionId"]}
+                reason = f"make room: {MAX_POLICY_VERSIONS} versions is the limit"
+                steps.append(Call("iam", "DeletePolicyVersion", params, resource, reason))
+            params = {"PolicyArn": arn, "PolicyDocument": document, "SetAsDefault": True}
+            steps.append(
+                Call("iam", "CreatePolicyVersion", params, resource, "document differs from template")
+            )
+        if _tags_differ(spec.tags, state.tags):
+            params = {"PolicyArn": arn, "Tags": stage.tag_list(spec.tags)}
+            steps.append(Call("iam", "TagPolicy", params, resource, "tags differ from config"))
+    return converge(AREA, "policy", resource, steps, exists=state.exists, detail=arn)
+
+
+def _wanted_arns(stage: Stage, customer: tuple[str, ...], managed: tuple[str, ...]) -> set[str]:
+    return {policy_arn(stage, name) for name in customer} | set(managed)
+
+
+def plan_role(stage: Stage, spec: RoleSpec, state: RoleState) -> Resource:
+    from deploy.policies import canonical
+
+    name, resource, steps = spec.name, f"role/{spec.name}", []
+    wanted = _wanted_arns(stage, spec.customer_policies, spec.managed_policies)
+    if not state.exists:
+        params = {
+            "RoleName": name,
+            "AssumeRolePolicyDocument": json.dumps(spec.trust),
+            "Description": spec.description,
+            "MaxSessionDuration": 3600,
+            "Tags": stage.tag_list(spec.tags),
+        }
+        steps.append(Call("iam", "CreateRole", params, resource, "role does not exist"))
+    elif canonical(state.trust) != canonical(spec.trust):
+        params = {"RoleName": name, "PolicyDocument": json.dumps(spec.trust)}
+        steps.append(Call("iam", "UpdateAssumeRolePolicy", params, resource, "trust policy differs"))
+    for arn in sorted(wanted - state.attached):
+        params = {"RoleName": name, "PolicyArn": arn}
+        steps.append(
+            Call("iam", "AttachRolePolicy", params, resource, f"{arn.rsplit('/', 1)[1]} not attached")
+        )
+    for arn in sorted(state.attached - wanted):
+        reason = f"{arn.rsplit('/', 1)[1]} attached outside config"
+        steps.append(Call("iam", "DetachRolePolicy", {"RoleName": name, "PolicyArn": arn}, resource, reason))
+    for inline in state.inline:
+        params = {"RoleName": name, "PolicyName": inline}
+        steps.append(
+            Call("iam", "DeleteRolePolicy", params, resource, f"inline policy {inline} outside config")
+        )
+    if state.exists and _tags_differ(spec.tags, state.tags):
+        params = {"RoleName": name, "Tags": stage.tag_list(spec.tags)}
+        steps.append(Call("iam", "TagRole", params, resource, "tags differ from config"))
+    depends = [f"policy/{policy}" for policy in spec.customer_policies]
+    return converge(
+        AREA, "role", resource, steps, exists=state.exists, detail=role_arn(stage, name), depends_on=depends
+    )
+
+
+def plan_instance_profile(stage: Stage, spec: RoleSpec, roles: tuple[str, ...] | None) -> Resource:
+    name, resource, steps = spec.name, f"instance-profile/{spec.name}", []
+    exists = roles is not None
+    if roles is None:
+        params = {"InstanceProfileName": name, "Tags": stage.tag_list(spec.tags)}
+        steps.append(
+            Call("iam", "CreateInstanceProfile", params, resource, "instance profile does not exist")
+        )
+        roles = ()
+    for other in roles:
+        if other != name:
+            params = {"InstanceProfileName": name, "RoleName": other}
+            steps.append(
+                Call("iam", "RemoveRoleFromInstanceProfile", params, resource, f"holds role {other}")
+            )
+    if name not in roles:
+        params = {"InstanceProfileName": name, "RoleName": name}
+        steps.append(Call("iam", "AddRoleToInstanceProfile", params, resource, f"role {name} not in it"))
+    return converge(AREA, "instance profile", resource, steps, exists=exists, depends_on=[f"role/{name}"])
+
+
+def plan_group(stage: Stage, spec: GroupSpec, attached: frozenset[str] | None) -> Resource:
+    name, resource, steps = spec.name, f"group/{spec.name}", []
+    wanted = _wanted_arns(stage, spec.customer_policies, ())
+    if attached is None:
+        steps.append(Call("iam", "CreateGroup", {"GroupName": name}, resource, "group does not exist"))
+    have = attached or frozenset()
+    for arn in sorted(wanted - have):
+        params = {"GroupName": name, "PolicyArn": arn}
+        steps.append(
+            Call("iam", "AttachGroupPolicy", params, resource, f"{arn.rsplit('/', 1)[1]} not attached")
+        )
+    for arn in sorted(have - wanted):
+        params = {"GroupName": name, "PolicyArn": arn}
+        reason = f"{arn.rsplit('/', 1)[1]} attached outside config"
+        steps.append(Call("iam", "DetachGroupPolicy", params, resource, reason))
+    depends = [f"policy/{policy}" for policy in spec.customer_policies]
+    return converge(AREA, "group", resource, steps, exists=attached is not None, depends_on=depends)
+
+
+def plan(stage: Stage) -> list[Resource]:
+    policies, roles, groups = policy_specs(stage), role_specs(stage), group_specs(stage)
+    profiles = [spec for spec in roles if spec.instance_profile]
+    policy_states = map_concurrently(lambda spec: read_policy(stage, spec.name), policies)
+    role_states = map_concurrently(lambda spec: read_role(stage, spec.name), roles)
+    profile_states = map_concurrently(lambda spec: read_instance_profile(stage, spec.name), profiles)
+    group_states = map_concurrently(lambda spec: read_group(stage, spec.name), groups)
+    return [
+        *(plan_policy(stage, s, st) for s, st in zip(policies, policy_states, strict=True)),
+        *(plan_role(stage, s, st) for s, st in zip(roles, role_states, strict=True)),
+        *(plan_instance_profile(stage, s, st) for s, st in zip(profiles, profile_states, strict=True)),
+        *(plan_group(stage, s, st) for s, st in zip(groups, group_states, strict=True)),
+    ]
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+@deploy_task()
+def create(c, stage=None, dry_run=False, json=False):
+    """Create or converge roles, policies, instance profiles and the dev group. Example: inv iam.create"""
+    from deploy.stack import run_converge
+
+    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
+
+
+@deploy_task()
+def status(c, stage=None, json=False):
+    """Show each role, policy and group: present, missing or drifted. Example: inv iam.status --json"""
+    from deploy.stack import run_status
+
+    run_status(stage, [AREA], as_json=json)
+
+
+collection = Collection(AREA, create, status)

@@ -1,0 +1,150 @@
+"""IAM policy documents: the templates in deploy/templates/iam rendered for one stage's resources."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from deploy.stage import Stage
+
+TEMPLATES = Path(__file__).parent / "templates" / "iam"
+# Buckets whose objects live under per-stage folders (`{stage}/...`): access is scoped to them.
+DATA_BUCKETS = ("media", "reports", "stream_event_data", "streamers", "streamer_dropdown")
+STAGING_BUCKETS = ("stream_in", "timeseries_kinesis")
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def log_groups(stage: Stage) -> dict[str, str]:
+    """CloudWatch log groups other areas write to; named here so policies can name them."""
+    return {
+        "worker": f"/ecs/iotile-cloud-worker-{stage.name}",
+        "firehose": f"/aws/kinesisfirehose/iotile-cloud-{stage.name}",
+        "beanstalk": f"/aws/elasticbeanstalk/{stage.config.eb.environment}",
+    }
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["bucket_arn"] = lambda bucket: f"arn:aws:s3:::{bucket}"
+    env.filters["object_arn"] = lambda bucket, key: f"arn:aws:s3:::{bucket}/{key}"
+    return env
+
+
+def context(stage: Stage, **extra: Any) -> dict[str, Any]:
+    config = stage.config
+    region, account, part = stage.region, stage.account_id, partition(stage.region)
+    buckets = {key: bucket.name for key, bucket in config.s3.buckets}
+    queues = dict(config.sqs.queues)
+    suffix = config.sqs.dead_letter_suffix
+    topics = dict(config.sns.topics)
+    tables = [name for _, name in config.dynamodb.tables]
+
+    def arn(service: str, resource: str) -> str:
+        return f"arn:{part}:{service}:{region}:{account}:{resource}"
+
+    def log_group_arn(name: str) -> str:
+        return arn("logs", f"log-group:{name}")
+
+    topic_arns = {key: arn("sns", name) for key, name in topics.items()}
+    groups = log_groups(stage)
+    read_groups = [
+        groups["worker"],
+        groups["firehose"],
+        groups["beanstalk"] + "/*",
+        *(f"/aws/lambda/{name}" for _, name in config.lambdas.functions),
+    ]
+    return {
+        "stage": stage.name,
+        "region": region,
+        "account": account,
+        "partition": part,
+        "buckets": buckets,
+        "data_buckets": [buckets[key] for key in DATA_BUCKETS],
+        "staging_buckets": [buckets[key] for key in STAGING_BUCKETS],
+        "queue_arn_of": {key: arn("sqs", name) for key, name in queues.items()},
+        "queue_arns": [arn("sqs", name) for name in queues.values()],
+        "dead_letter_arns": [arn("sqs", name + suffix) for name in queues.values()],
+        "topic_arns": topic_arns,
+        "app_topic_arns": [topic_arns[k] for k in ("staff_notifications", "delete_s3", "upload_sxd")],
+        "table_and_index_arns": [arn("dynamodb", f"table/{t}{i}") for t in tables for i in ("", "/index/*")],
+        "delivery_stream_arns": [arn("firehose", f"deliverystream/{name}") for _, name in config.firehose],
+        "ses_identity_arn": arn("ses", f"identity/{config.ses.domain}"),
+        "metrics_namespace": f"IOTileCloud/{stage.name}",
+        "parameter_prefix": config.secrets.prefix,
+        "ecr_repository": config.ecs.repository,
+        "search_domain": config.search.domain,
+        "log_groups": groups,
+        "log_group_arns": [log_group_arn(name) + ":*" for name in read_groups],
+        "log_group_arn": log_group_arn,
+        **extra,
+    }
+
+
+def render(stage: Stage, template: str, **extra: Any) -> dict[str, Any]:
+    """One policy document as a dict (the template must render to valid JSON)."""
+    text = _environment().get_template(template).render(context(stage, **extra))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:  # a broken template is a bug, say where
+        raise ValueError(f"{TEMPLATES / template}: not valid JSON after rendering: {exc}") from None
+
+
+def trust_policy(stage: Stage, service: str) -> dict[str, Any]:
+    """Who may assume a role: one AWS service, bound to this account where the service allows."""
+    account = stage.account_id
+    conditions: dict[str, dict[str, Any]] = {
+        "ecs-tasks.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition(stage.region)}:ecs:{stage.region}:{account}:*"},
+        },
+        "firehose.amazonaws.com": {"StringEquals": {"sts:ExternalId": account}},
+        "elasticbeanstalk.amazonaws.com": {"StringEquals": {"sts:ExternalId": "elasticbeanstalk"}},
+    }
+    sid = "Allow" + "".join(part.capitalize() for part in service.split(".")[0].split("-"))
+    text = (
+        _environment()
+        .get_template("trust.json.j2")
+        .render(sid=sid, service=service, condition=conditions.get(service))
+    )
+    return json.loads(text)
+
+
+def canonical(document: Any) -> str:
+    """A policy document in one spelling: lists of strings sorted, single items as lists, so two
+    documents that mean the same compare equal."""
+
+    def normal(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: normal(v, k) for k, v in sorted(value.items())}
+        if isinstance(value, list):
+            items = [normal(v) for v in value]
+            return sorted(items, key=json.dumps) if key != "Statement" else items
+        if isinstance(value, str) and key in ("Action", "NotAction", "Resource", "NotResource"):
+            return [value]
+        return value
+
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document) if document.startswith("%7B") else document)
+    return json.dumps(normal(document), sort_keys=True)

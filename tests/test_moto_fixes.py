@@ -1,0 +1,326 @@
+"""moto corrected where it departs from AWS: each fix seen through boto3, in-process and over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from deploy.emulator import fixes
+from deploy.emulator.server import EmulatorServer
+
+QUEUE_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "123456789012"},
+                "Action": "sqs:SendMessage",
+                "Resource": "*",
+            }
+        ],
+    }
+)
+ALLOW_ALL = json.dumps({"redrivePermission": "allowAll"})
+
+
+@pytest.fixture(autouse=True)
+def no_default_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subnets are all these tests need from EC2; loading moto's default AMIs would be most of the time."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture
+def client(aws: None) -> Any:
+    return lambda service: boto3.client(service, region_name="us-east-1")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+def default_subnets(ec2: Any) -> list[str]:
+    return sorted(
+        subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"] if subnet["DefaultForAz"]
+    )
+
+
+def members(group: dict[str, Any]) -> set[str]:
+    return {subnet["SubnetIdentifier"] for subnet in group["Subnets"]}
+
+
+def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
+    return error.value.response["Error"]["Code"]
+
+
+def test_apply_is_idempotent_and_installs_every_fix() -> None:
+    from moto.redshift.responses import RedshiftResponse
+    from moto.sqs.models import Queue
+
+    installed = RedshiftResponse.modify_cluster_subnet_group, Queue._set_attributes
+    fixes.apply()
+    fixes.apply()
+
+    assert fixes.applied() == sorted(fix.__name__ for fix in fixes.FIXES)
+    assert (RedshiftResponse.modify_cluster_subnet_group, Queue._set_attributes) == installed
+    assert Queue.BASE_ATTRIBUTES.count("RedriveAllowPolicy") == 1
+    for fix in fixes.FIXES:
+        fix()  # each fix on its own is a no-op the second time, too
+    assert Queue._set_attributes is installed[1]
+
+
+def test_a_moto_that_changed_fails_loudly() -> None:
+    class Renamed:
+        pass
+
+    with pytest.raises(fixes.MotoFixError, match=r"no .*Renamed\.modify_db_subnet_group"):
+        fixes._replaced(Renamed, "modify_db_subnet_group", "rds", lambda self: None)
+
+    class Implemented:
+        def modify_cache_subnet_group(self) -> None:
+            pass
+
+    with pytest.raises(fixes.MotoFixError, match=r"moto now has .*Implemented\.modify_cache_subnet_group"):
+        fixes._added(Implemented, "modify_cache_subnet_group", "elasticache", lambda self: None)
+
+
+def test_rds_modify_db_subnet_group_keeps_the_group(client) -> None:
+    rds = client("rds")
+    subnets = default_subnets(client("ec2"))
+    rds.create_db_subnet_group(
+        DBSubnetGroupName="db", DBSubnetGroupDescription="first", SubnetIds=subnets[:2]
+    )
+
+    modified = rds.modify_db_subnet_group(DBSubnetGroupName="db", SubnetIds=subnets[1:4])["DBSubnetGroup"]
+
+    assert members(modified) == set(subnets[1:4])
+    (found,) = rds.describe_db_subnet_groups(DBSubnetGroupName="db")["DBSubnetGroups"]
+    assert members(found) == set(subnets[1:4])
+    assert found["DBSubnetGroupDescription"] == "first"
+    rds.modify_db_subnet_group(
+        DBSubnetGroupName="db", DBSubnetGroupDescription="second", SubnetIds=subnets[:2]
+    )
+    (found,) = rds.describe_db_subnet_groups(DBSubnetGroupName="db")["DBSubnetGroups"]
+    assert (found["DBSubnetGroupDescription"], members(found)) == ("second", set(subnets[:2]))
+    with pytest.raises(ClientError) as missing:
+        rds.modify_db_subnet_group(DBSubnetGroupName="nope", SubnetIds=subnets[:2])
+    assert error_code(missing) == "DBSubnetGroupNotFoundFault"
+
+
+def test_redshift_modify_cluster_subnet_group(client) -> None:
+    redshift = client("redshift")
+    ec2 = client("ec2")
+    subnets = default_subnets(ec2)
+    created = redshift.create_cluster_subnet_group(
+        ClusterSubnetGroupName="rs",
+        Description="first",
+        SubnetIds=subnets[:2],
+        Tags=[{"Key": "Stage", "Value": "dev"}],
+    )["ClusterSubnetGroup"]
+
+    modified = redshift.modify_cluster_subnet_group(ClusterSubnetGroupName="rs", SubnetIds=subnets[2:4])[
+        "ClusterSubnetGroup"
+    ]
+
+    assert modified.keys() == created.keys()
+    assert (modified["ClusterSubnetGroupName"], modified["Description"]) == ("rs", "first")
+    assert members(modified) == set(subnets[2:4])
+    (found,) = redshift.describe_cluster_subnet_groups(ClusterSubnetGroupName="rs")["ClusterSubnetGroups"]
+    assert members(found) == set(subnets[2:4])
+    assert found["Tags"] == [{"Key": "Stage", "Value": "dev"}]
+    redshift.modify_cluster_subnet_group(
+        ClusterSubnetGroupName="rs", Description="second", SubnetIds=subnets[:1]
+    )
+    (found,) = redshift.describe_cluster_subnet_groups(ClusterSubnetGroupName="rs")["ClusterSubnetGroups"]
+    assert (found["Description"], members(found)) == ("second", {subnets[0]})
+
+    with pytest.raises(ClientError) as missing:
+        redshift.modify_cluster_subnet_group(ClusterSubnetGroupName="nope", SubnetIds=subnets[:1])
+    assert error_code(missing) == "ClusterSubnetGroupNotFoundFault"
+    other_vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    elsewhere = ec2.create_subnet(VpcId=other_vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    for wrong in ([subnets[0], elsewhere], [subnets[0], "subnet-00000000"]):
+        with pytest.raises(ClientError) as invalid:
+            redshift.modify_cluster_subnet_group(ClusterSubnetGroupName="rs", SubnetIds=wrong)
+        assert error_code(invalid) == "InvalidSubnet"
+    (found,) = redshift.describe_cluster_subnet_groups(ClusterSubnetGroupName="rs")["ClusterSubnetGroups"]
+    assert members(found) == {subnets[0]}
+
+
+def test_elasticache_modify_cache_subnet_group(client) -> None:
+    elasticache = client("elasticache")
+    subnets = default_subnets(client("ec2"))
+    created = elasticache.create_cache_subnet_group(
+        CacheSubnetGroupName="cache",
+        CacheSubnetGroupDescription="first",
+        SubnetIds=subnets[:2],
+        Tags=[{"Key": "Stage", "Value": "dev"}],
+    )["CacheSubnetGroup"]
+
+    modified = elasticache.modify_cache_subnet_group(CacheSubnetGroupName="cache", SubnetIds=subnets[2:4])[
+        "CacheSubnetGroup"
+    ]
+
+    assert modified.keys() == created.keys()
+    assert (modified["ARN"], modified["CacheSubnetGroupDescription"]) == (created["ARN"], "first")
+    assert members(modified) == set(subnets[2:4])
+    (found,) = elasticache.describe_cache_subnet_groups(CacheSubnetGroupName="cache")["CacheSubnetGroups"]
+    assert members(found) == set(subnets[2:4])
+    assert elasticache.list_tags_for_resource(ResourceName=created["ARN"])["TagList"] == [
+        {"Key": "Stage", "Value": "dev"}
+    ]
+    # SubnetIds is optional on AWS: a description change alone keeps the subnets.
+    elasticache.modify_cache_subnet_group(CacheSubnetGroupName="cache", CacheSubnetGroupDescription="second")
+    (found,) = elasticache.describe_cache_subnet_groups(CacheSubnetGroupName="cache")["CacheSubnetGroups"]
+    assert (found["CacheSubnetGroupDescription"], members(found)) == ("second", set(subnets[2:4]))
+
+    with pytest.raises(ClientError) as missing:
+        elasticache.modify_cache_subnet_group(CacheSubnetGroupName="nope", SubnetIds=subnets[:1])
+    assert error_code(missing) == "CacheSubnetGroupNotFoundFault"
+
+
+def test_dynamodb_update_table_applies_sse_specification(client) -> None:
+    dynamodb, kms = client("dynamodb"), client("kms")
+    dynamodb.create_table(
+        TableName="logs",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    assert "SSEDescription" not in dynamodb.describe_table(TableName="logs")["Table"]
+
+    updated = dynamodb.update_table(
+        TableName="logs", SSESpecification={"Enabled": True, "SSEType": "KMS"}, DeletionProtectionEnabled=True
+    )["TableDescription"]
+
+    managed = kms.describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"]
+    expected = {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": managed}
+    assert updated["SSEDescription"] == expected
+    found = dynamodb.describe_table(TableName="logs")["Table"]
+    assert found["SSEDescription"] == expected
+    assert found["DeletionProtectionEnabled"] is True  # the rest of the call still applies
+
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/logs", TargetKeyId=key["KeyId"])
+    dynamodb.update_table(
+        TableName="logs", SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "alias/logs"}
+    )
+    # AWS reports the key by ARN, however the call named it.
+    assert (
+        dynamodb.describe_table(TableName="logs")["Table"]["SSEDescription"]["KMSMasterKeyArn"] == key["Arn"]
+    )
+
+    dynamodb.update_table(TableName="logs", SSESpecification={"Enabled": False})
+    assert "SSEDescription" not in dynamodb.describe_table(TableName="logs")["Table"]
+    with pytest.raises(ClientError) as missing:
+        dynamodb.update_table(TableName="nope", SSESpecification={"Enabled": True})
+    assert error_code(missing) == "ResourceNotFoundException"
+
+
+def test_sqs_set_queue_attributes_keeps_what_it_does_not_name(client) -> None:
+    sqs = client("sqs")
+    url = sqs.create_queue(
+        QueueName="work", Attributes={"Policy": QUEUE_POLICY, "RedriveAllowPolicy": ALLOW_ALL}
+    )["QueueUrl"]
+
+    def attributes(*names: str) -> dict[str, str]:
+        return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names)).get("Attributes", {})
+
+    assert attributes("RedriveAllowPolicy") == {"RedriveAllowPolicy": ALLOW_ALL}
+    assert json.loads(attributes("All")["RedriveAllowPolicy"]) == {"redrivePermission": "allowAll"}
+
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "120"})
+
+    kept = attributes("All")
+    assert kept["VisibilityTimeout"] == "120"
+    assert json.loads(kept["Policy"]) == json.loads(QUEUE_POLICY)
+    assert kept["RedriveAllowPolicy"] == ALLOW_ALL
+
+    deny = json.dumps({"redrivePermission": "denyAll"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": deny})
+    assert attributes("RedriveAllowPolicy", "Policy").keys() == {"RedriveAllowPolicy", "Policy"}
+    assert attributes("RedriveAllowPolicy")["RedriveAllowPolicy"] == deny
+
+    # An empty value removes an attribute, as on AWS.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": "", "RedriveAllowPolicy": ""})
+    assert attributes("Policy", "RedriveAllowPolicy") == {}
+    plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+    assert (
+        "RedriveAllowPolicy"
+        not in sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["All"])["Attributes"]
+    )
+
+
+def test_ses_notification_topics_read_back(client) -> None:
+    ses, sns = client("ses"), client("sns")
+    ses.verify_domain_identity(Domain="notify.example.com")
+    topic = sns.create_topic(Name="SESIssues")["TopicArn"]
+    for kind in ("Bounce", "Complaint"):
+        ses.set_identity_notification_topic(
+            Identity="notify.example.com", NotificationType=kind, SnsTopic=topic
+        )
+
+    found = ses.get_identity_notification_attributes(Identities=["notify.example.com"])[
+        "NotificationAttributes"
+    ]
+
+    attributes = found["notify.example.com"]
+    assert (attributes["BounceTopic"], attributes["ComplaintTopic"]) == (topic, topic)
+    assert "DeliveryTopic" not in attributes
+    assert attributes["ForwardingEnabled"] is True
+
+
+def test_the_emulator_serves_the_fixes_over_http(emulator: EmulatorServer) -> None:
+    emulator.reset()
+    emulator.clear_requests()
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=emulator.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    subnets = default_subnets(client("ec2"))
+    redshift, elasticache, sqs = client("redshift"), client("elasticache"), client("sqs")
+    redshift.create_cluster_subnet_group(ClusterSubnetGroupName="rs", Description="d", SubnetIds=subnets[:2])
+    elasticache.create_cache_subnet_group(
+        CacheSubnetGroupName="cache", CacheSubnetGroupDescription="d", SubnetIds=subnets[:2]
+    )
+    url = sqs.create_queue(
+        QueueName="work", Attributes={"Policy": QUEUE_POLICY, "RedriveAllowPolicy": ALLOW_ALL}
+    )["QueueUrl"]
+
+    redshift.modify_cluster_subnet_group(ClusterSubnetGroupName="rs", SubnetIds=subnets[2:4])
+    elasticache.modify_cache_subnet_group(CacheSubnetGroupName="cache", SubnetIds=subnets[2:4])
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "120"})
+
+    (rs,) = redshift.describe_cluster_subnet_groups(ClusterSubnetGroupName="rs")["ClusterSubnetGroups"]
+    (cache,) = elasticache.describe_cache_subnet_groups(CacheSubnetGroupName="cache")["CacheSubnetGroups"]
+    assert members(rs) == members(cache) == set(subnets[2:4])
+    found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (found["Policy"], found["RedriveAllowPolicy"]) == (QUEUE_POLICY, ALLOW_ALL)
+    with pytest.raises(ClientError) as missing:
+        redshift.modify_cluster_subnet_group(ClusterSubnetGroupName="nope", SubnetIds=subnets[:1])
+    assert error_code(missing) == "ClusterSubnetGroupNotFoundFault"
+    ses = client("ses")
+    ses.verify_domain_identity(Domain="notify.example.com")
+    topic = client("sns").create_topic(Name="SESIssues")["TopicArn"]
+    ses.set_identity_notification_topic(
+        Identity="notify.example.com", NotificationType="Bounce", SnsTopic=topic
+    )
+    notes = ses.get_identity_notification_attributes(Identities=["notify.example.com"])[
+        "NotificationAttributes"
+    ]
+    assert notes["notify.example.com"]["BounceTopic"] == topic
+    operations = {(call["service"], call["operation"]) for call in emulator.requests()}
+    assert {("redshift", "ModifyClusterSubnetGroup"), ("elasticache", "ModifyCacheSubnetGroup")} <= operations
