@@ -74,3 +74,21 @@ def exit_2_on_bad_arguments() -> None:
 
     parse_tasks.exits_2 = True  # type: ignore[attr-defined]
     program.parse_tasks = parse_tasks  # type: ignore[method-assign]
+
+
+def area_tasks(area: str, what: str) -> tuple[Any, Any]:
+    """The `create` and `status` tasks every area has, for `what` (e.g. "the six topics")."""
+
+    def create(c, stage=None, dry_run=False, json=False):
+        from deploy.stack import run_converge
+
+        run_converge(stage, [(area,)], dry_run=dry_run, as_json=json)
+
+    def status(c, stage=None, json=False):
+        from deploy.stack import run_status
+
+        run_status(stage, [area], as_json=json)
+
+    create.__doc__ = f"Create or converge {what}. Example: inv {area}.create --stage dev --dry-run"
+    status.__doc__ = f"Show {what}: present, missing, drifted or pending. Example: inv {area}.status --json"
+    return deploy_task()(create), deploy_task()(status)

@@ -149,6 +149,7 @@ class Iam(Section):
     ecs_task_role: names.IamName
     ecs_execution_role: names.IamName
     firehose_role: names.IamName
+    redshift_role: names.IamName
     lambda_roles: LambdaRoles
     dev_policy: names.IamName
     production_policy: names.IamName
@@ -202,16 +203,33 @@ class Kms(Section):
     notifications: Key
 
 
+class ParameterGroup(Section):
+    name: names.DbIdentifier
+    family: str = Field(pattern=r"^postgres\d+$")
+    parameters: dict[str, str] = {}
+
+
 class Rds(Section):
     identifier: names.DbIdentifier
     engine_version: str = Field(pattern=r"^\d+(\.\d+)?$")
     instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    storage_type: Literal["gp3", "gp2", "io1", "io2"] = "gp3"
     allocated_storage: int = Field(ge=20, le=65536)
+    max_allocated_storage: int = Field(ge=20, le=65536)
     multi_az: bool
     backup_retention_days: int = Field(ge=7, le=35)
     database: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     master_username: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
-    parameter_group: str | None = None
+    master_password_secret: names.SecretName
+    kms_key: str | None = None
+    parameter_group: ParameterGroup
+    wait_minutes: int = Field(ge=1, le=240)
+
+    @model_validator(mode="after")
+    def _storage(self) -> Rds:
+        if self.max_allocated_storage < self.allocated_storage:
+            raise ValueError("max_allocated_storage is below allocated_storage")
+        return self
 
 
 class RedshiftCluster(Section):
@@ -220,12 +238,16 @@ class RedshiftCluster(Section):
     node_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
     nodes: int = Field(ge=1, le=128)
     database: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    master_username: str = Field(pattern=r"^[a-z][a-z0-9_]{0,126}$")
+    password_secret: names.SecretName
 
 
 class Redshift(Section):
     stream_data: RedshiftCluster
     timeseries: RedshiftCluster
     snapshot_retention_days: int = Field(ge=1, le=35)
+    kms_key: str | None = None
+    wait_minutes: int = Field(ge=1, le=240)
 
 
 class Redis(Section):
@@ -233,18 +255,40 @@ class Redis(Section):
     node_type: str = Field(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
     replicas: int = Field(ge=0, le=5)
     engine_version: str = Field(pattern=r"^\d+(\.\d+)?$")
+    automatic_failover: bool
+    auth_token_secret: names.SecretName
+    snapshot_retention_days: int = Field(ge=0, le=35)
+    kms_key: str | None = None
+    wait_minutes: int = Field(ge=1, le=240)
+
+    @model_validator(mode="after")
+    def _failover(self) -> Redis:
+        if self.automatic_failover and self.replicas < 1:
+            raise ValueError("automatic_failover needs at least 1 replica")
+        return self
 
 
 class Search(Section):
     domain: names.SearchDomain
+    engine_version: str = Field(pattern=r"^(OpenSearch|Elasticsearch)_\d+\.\d+$")
     instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")
     instances: int = Field(ge=1, le=80)
     volume_gb: int = Field(ge=10, le=16384)
+    kms_key: str | None = None
+    wait_minutes: int = Field(ge=1, le=240)
+
+
+class DeliveryStream(Section):
+    name: names.StreamName
+    table: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,126}$")
+    copy_options: str = Field(min_length=1)
+    buffer_seconds: int = Field(ge=0, le=900)
+    buffer_mb: int = Field(ge=1, le=128)
 
 
 class Firehose(Section):
-    stream_data: names.StreamName
-    timeseries: names.StreamName
+    stream_data: DeliveryStream
+    timeseries: DeliveryStream
 
 
 class Eb(Section):

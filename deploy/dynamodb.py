@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, Wait, converge
 
@@ -578,20 +578,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the worker log and filter log tables. Example: inv dynamodb.create --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show each table: present, missing or drifted. Example: inv dynamodb.status --stage prod --json"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the worker log and filter log tables")
 collection = Collection(AREA, create, status)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, converge
 
@@ -74,6 +74,7 @@ def policy_specs(stage: Stage) -> list[PolicySpec]:
         (iam.search_policy, "search.json.j2", f"Use the {s} search domain", {}),
         (iam.ecs_execution_role, "ecs-execution.json.j2", f"Start {s} worker tasks", {}),
         (iam.firehose_role, "firehose.json.j2", f"Deliver {s} streams", {}),
+        (iam.redshift_role, "redshift-copy.json.j2", f"COPY {s} staged records into Redshift", {}),
     ]
     for key, role in iam.lambda_roles:
         template = f"lambda-{key.replace('_', '-')}.json.j2"
@@ -118,6 +119,7 @@ def role_specs(stage: Stage) -> list[RoleSpec]:
         role(iam.ecs_task_role, ECS_TASKS, app, (), "SQS worker tasks"),
         role(iam.ecs_execution_role, ECS_TASKS, (iam.ecs_execution_role,), (), "ECS agent for worker tasks"),
         role(iam.firehose_role, "firehose.amazonaws.com", (iam.firehose_role,), (), "Firehose delivery"),
+        role(iam.redshift_role, "redshift.amazonaws.com", (iam.redshift_role,), (), "Redshift COPY from S3"),
         role(
             iam.eb_service_role,
             "elasticbeanstalk.amazonaws.com",
@@ -370,20 +372,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge roles, policies, instance profiles and the dev group. Example: inv iam.create"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show each role, policy and group: present, missing or drifted. Example: inv iam.status --json"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the roles, policies, instance profiles and the dev group")
 collection = Collection(AREA, create, status)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, converge
@@ -529,20 +529,5 @@ def plan(stage: Stage) -> list[Resource]:
     ]
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the security groups and subnet groups. Example: inv network.create --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show the security groups and subnet groups: present, missing or drifted. Example: inv network.status"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the security groups and subnet groups")
 collection = Collection(AREA, create, status)

@@ -100,7 +100,8 @@ class Wait:
 
 
 Step = Call | Wait
-State = Literal["present", "missing", "drifted"]
+# pending: it exists and matches config, but is still on its way (creating, modifying): only waits.
+State = Literal["present", "missing", "drifted", "pending"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class Resource:
     detail: str = ""
     # Names of resources (same area) whose steps must finish before this one's start.
     depends_on: tuple[str, ...] = ()
+
+    @property
+    def calls(self) -> list[Call]:
+        return [step for step in self.steps if isinstance(step, Call)]
 
     def row(self) -> dict[str, Any]:
         return {
@@ -143,7 +148,13 @@ def converge(
     if not exists:
         return Resource(area, kind, name, "missing", tuple(steps), ("does not exist",), detail, after)
     drift = tuple(dict.fromkeys(s.reason for s in steps if isinstance(s, Call)))
-    state: State = "drifted" if steps else "present"
+    if not steps:
+        state: State = "present"
+    elif drift:
+        state = "drifted"
+    else:
+        state = "pending"
+        drift = tuple(s.reason for s in steps)
     return Resource(area, kind, name, state, tuple(steps), drift, detail, after)
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from deploy.plan import Call, Resource, Step, Wait
 
-STATE_STYLE = {"present": "green", "missing": "red", "drifted": "yellow"}
+STATE_STYLE = {"present": "green", "missing": "red", "drifted": "yellow", "pending": "cyan"}
 
 
 class Reporter:
@@ -137,7 +137,7 @@ class Reporter:
         for row in rows:
             style = STATE_STYLE.get(row["state"], "")
             detail = row["detail"] or "; ".join(row.get("drift", []))
-            if row["state"] == "drifted":
+            if row["state"] in ("drifted", "pending"):
                 detail = "; ".join(row["drift"])
             state = f"[{style}]{row['state']}[/]" if style else row["state"]
             table.add_row(row["area"], row["kind"], row["name"], state, detail)

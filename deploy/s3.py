@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.owned import merge_owned
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, converge
@@ -344,20 +344,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the eight buckets. Example: inv s3.create --stage dev --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show each bucket: present, missing or drifted. Example: inv s3.status --stage prod"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the eight shared buckets")
 collection = Collection(AREA, create, status)

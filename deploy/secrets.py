@@ -19,6 +19,7 @@ from deploy.cli import deploy_task
 from deploy.errors import ArgumentError, BadInput, SecretNotFound
 
 if TYPE_CHECKING:
+    from deploy.plan import Call, Deferred
     from deploy.stage import Stage
 
 AREA = "secrets"
@@ -83,6 +84,59 @@ def put_secret(stage: Stage, name: str, value: str, *, dry_run: bool = False) ->
     else:
         ssm.put_parameter(**params, Overwrite=True)
     return outcome
+
+
+def generate_password(length: int) -> str:
+    """Letters and digits only (every data store accepts them), with at least one of each kind."""
+    import secrets as random
+    import string
+
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        value = "".join(random.choice(alphabet) for _ in range(length))
+        if (
+            any(c.islower() for c in value)
+            and any(c.isupper() for c in value)
+            and any(c.isdigit() for c in value)
+        ):
+            return value
+
+
+def secret_exists(stage: Stage, name: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        stage.client("ssm").get_parameter(Name=parameter_name(stage, name), WithDecryption=False)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return False
+        raise
+    return True
+
+
+def generated_secret(
+    stage: Stage, name: str, resource: str, *, length: int = 40
+) -> tuple[list[Call], Deferred]:
+    """For a resource about to be created with a password: the step that stores a new random value
+    under NAME when there is none yet (a rerun reuses the one stored), and a Deferred that reads it
+    when the create call runs. Mark the parameter that takes it sensitive in that call. The value
+    is never printed: the step's Value is redacted in every plan and report."""
+    from deploy.plan import Call, Deferred
+
+    parameter = parameter_name(stage, name)
+    steps = []
+    if not secret_exists(stage, name):
+        params = {
+            "Name": parameter,
+            "Value": generate_password(length),
+            "Type": "SecureString",
+            "KeyId": stage.config.secrets.kms_key,
+            "Tags": stage.tag_list(stage.tags()),
+        }
+        reason = f"generate {name} into Parameter Store"
+        steps.append(Call("ssm", "PutParameter", params, resource, reason, sensitive=("Value",)))
+    value = Deferred(f"{name} from Parameter Store", lambda st: _current_value(st, parameter))
+    return steps, value
 
 
 def read_secret(stage: Stage, name: str) -> tuple[SecretInfo, str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, converge
 
@@ -109,20 +109,5 @@ def plan(stage: Stage) -> list[Resource]:
     return [plan_topic(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the six topics. Example: inv sns.create --stage dev --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show each topic: present, missing or drifted. Example: inv sns.status --stage prod"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the six topics and their subscriptions")
 collection = Collection(AREA, create, status)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, converge
 
@@ -138,20 +138,5 @@ def plan(stage: Stage) -> list[Resource]:
     return [plan_queue(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the queues and their dead-letter queues. Example: inv sqs.create --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show each queue: present, missing or drifted. Example: inv sqs.status --stage prod --json"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
-
-
+create, status = area_tasks(AREA, "the queues and their dead-letter queues")
 collection = Collection(AREA, create, status)

@@ -39,7 +39,7 @@ MAX_CONCURRENT_RESOURCES = 8
 WAVES: tuple[tuple[str, ...], ...] = (
     ("iam", "network", "kms"),
     ("s3", "sns", "sqs", "dynamodb"),
-    ("ses",),  # its notifications go to an SNS topic of the wave before
+    ("ses",),  # its notifications go to a topic of the wave before
 )
 
 
@@ -60,7 +60,8 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        return any(resource.steps for resource in self.resources)
+        """Whether any call would be made (a resource only still creating is no change)."""
+        return any(resource.calls for resource in self.resources)
 
 
 def converge_areas(

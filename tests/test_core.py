@@ -50,6 +50,9 @@ def test_converge_states() -> None:
     assert converge("sqs", "queue", "q", [], exists=True).state == "present"
     assert converge("sqs", "queue", "q", [step], exists=True).drift == ("tags differ",)
     assert converge("sqs", "queue", "q", [step], exists=False).state == "missing"
+    wait = Wait("db", "still creating", lambda _: "creating", frozenset({"available"}))
+    pending = converge("rds", "instance", "db", [wait], exists=True)
+    assert (pending.state, pending.drift, pending.calls) == ("pending", ("still creating",), [])
 
 
 def test_read_only_stage_refuses_mutating_calls(make_stage) -> None:

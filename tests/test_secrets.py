@@ -145,3 +145,21 @@ class TestGetSecret:
         monkeypatch.setenv("IOTILE_STAGE", "prod")
         with pytest.raises(SecretNotFound, match="/iotile-cloud/prod/NOPE"):
             secrets.get_secret("NOPE")
+
+
+def test_generated_password_is_stored_once_and_never_shown(dev, call_log) -> None:
+    from deploy.plan import Executor
+    from deploy.report import Reporter
+
+    dev.on_call(call_log)
+    steps, value = secrets.generated_secret(dev, "DB_PASSWORD", "db")
+    (put,) = steps
+    generated = put.params["Value"]
+    assert len(generated) == 40 and generated.isalnum()
+    assert generated not in repr(put.describe())
+
+    Executor(dev, Reporter(as_json=True)).run(steps)
+
+    assert value.resolve(dev) == generated
+    again, _ = secrets.generated_secret(dev, "DB_PASSWORD", "db")
+    assert again == [], "a stored password is reused, never replaced"
