@@ -5,17 +5,59 @@ cheap to import (no boto3, no pydantic): `inv --list` runs it."""
 
 from invoke import Collection
 
-from deploy import config_cli, dynamodb, iam, kms, local, network, s3, secrets, ses, sns, sqs, stack
+from deploy import (
+    config_cli,
+    dynamodb,
+    firehose,
+    iam,
+    kms,
+    local,
+    network,
+    rds,
+    redis,
+    redshift,
+    s3,
+    search,
+    secrets,
+    ses,
+    sns,
+    sqs,
+    stack,
+)
 from deploy.cli import exit_2_on_bad_arguments
 
 exit_2_on_bad_arguments()
 
 ns = Collection()
-for area in (config_cli, local, iam, network, kms, s3, sns, sqs, dynamodb, ses, secrets):
+for area in (
+    config_cli,
+    local,
+    iam,
+    network,
+    kms,
+    s3,
+    sns,
+    sqs,
+    dynamodb,
+    ses,
+    rds,
+    redshift,
+    redis,
+    search,
+    firehose,
+    secrets,
+):
     ns.add_collection(area.collection)
 
 # The original task names, kept for the people and scripts that know them.
 ns.add_task(network.create, name="create-security-groups")
+ns.add_task(rds.create, name="create-rds-instance")
+ns.add_task(rds.status, name="report-rds-instance")
+ns.add_task(redshift.create, name="create-redshift-cluster")
+ns.add_task(redshift.create_timeseries, name="create-streamtimeseries-redshift")
+ns.add_task(redis.create, name="create-redis-cluster")
+ns.add_task(redis.status, name="report-redis-cluster")
+ns.add_task(firehose.create, name="create-firehose-stream")
 
 # Whole stack.
 ns.add_task(stack.up)

@@ -213,7 +213,7 @@ class Rds(Section):
     identifier: names.DbIdentifier
     engine_version: str = Field(pattern=r"^\d+(\.\d+)?$")
     instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
-    storage_type: Literal["gp3", "gp2", "io1", "io2"] = "gp3"
+    storage_type: Literal["gp3", "gp2"] = "gp3"  # io1/io2 would need an IOPS setting
     allocated_storage: int = Field(ge=20, le=65536)
     max_allocated_storage: int = Field(ge=20, le=65536)
     multi_az: bool
@@ -229,6 +229,12 @@ class Rds(Section):
     def _storage(self) -> Rds:
         if self.max_allocated_storage < self.allocated_storage:
             raise ValueError("max_allocated_storage is below allocated_storage")
+        major = self.engine_version.split(".")[0]
+        if self.parameter_group.family != f"postgres{major}":
+            raise ValueError(
+                f"parameter_group.family {self.parameter_group.family!r} does not match "
+                f"engine_version {self.engine_version} (postgres{major})"
+            )
         return self
 
 
@@ -276,6 +282,15 @@ class Search(Section):
     volume_gb: int = Field(ge=10, le=16384)
     kms_key: str | None = None
     wait_minutes: int = Field(ge=1, le=240)
+
+    @model_validator(mode="after")
+    def _even(self) -> Search:
+        # Two or more nodes spread over two zones: AWS refuses an odd count.
+        if self.instances > 1 and self.instances % 2:
+            raise ValueError(
+                f"instances must be 1 or even, not {self.instances} (zone awareness over 2 zones)"
+            )
+        return self
 
 
 class DeliveryStream(Section):

@@ -54,6 +54,16 @@ def _shown(value: Any) -> Any:
     return value
 
 
+def _redact(params: dict[str, Any], path: list[str]) -> None:
+    head, rest = path[0], path[1:]
+    if head not in params:
+        return
+    if rest and isinstance(params[head], dict):
+        _redact(params[head], rest)
+    elif not rest:
+        params[head] = REDACTED
+
+
 @dataclass(frozen=True)
 class Call:
     """One AWS API call the plan wants to make, and why."""
@@ -66,7 +76,12 @@ class Call:
     sensitive: tuple[str, ...] = ()
 
     def shown_params(self) -> dict[str, Any]:
-        return {k: REDACTED if k in self.sensitive else _shown(v) for k, v in self.params.items()}
+        """The parameters fit to print: every `sensitive` one (a key, or a dotted path into nested
+        parameters such as "RedshiftDestinationConfiguration.Password") replaced by REDACTED."""
+        shown = _shown(self.params)
+        for path in self.sensitive:
+            _redact(shown, path.split("."))
+        return shown
 
     def describe(self) -> dict[str, Any]:
         return {

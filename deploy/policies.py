@@ -87,7 +87,9 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
         "topic_arns": topic_arns,
         "app_topic_arns": [topic_arns[k] for k in ("staff_notifications", "delete_s3", "upload_sxd")],
         "table_and_index_arns": [arn("dynamodb", f"table/{t}{i}") for t in tables for i in ("", "/index/*")],
-        "delivery_stream_arns": [arn("firehose", f"deliverystream/{name}") for _, name in config.firehose],
+        "delivery_stream_arns": [
+            arn("firehose", f"deliverystream/{stream.name}") for _, stream in config.firehose
+        ],
         "ses_identity_arn": arn("ses", f"identity/{config.ses.domain}"),
         "metrics_namespace": f"IOTileCloud/{stage.name}",
         "parameter_prefix": config.secrets.prefix,

@@ -28,6 +28,11 @@ AREAS: dict[str, str] = {
     "sqs": "deploy.sqs",
     "dynamodb": "deploy.dynamodb",
     "ses": "deploy.ses",
+    "rds": "deploy.rds",
+    "redshift": "deploy.redshift",
+    "redis": "deploy.redis",
+    "search": "deploy.search",
+    "firehose": "deploy.firehose",
 }
 
 # Resources converged at once inside a wave: enough to hide API latency, few enough to stay
@@ -39,7 +44,10 @@ MAX_CONCURRENT_RESOURCES = 8
 WAVES: tuple[tuple[str, ...], ...] = (
     ("iam", "network", "kms"),
     ("s3", "sns", "sqs", "dynamodb"),
-    ("ses",),  # its notifications go to a topic of the wave before
+    # SES sends its notifications to a topic of the wave before. The data stores are slow (10 to 40
+    # minutes on AWS): they start together here and are awaited together.
+    ("ses", "rds", "redshift", "redis", "search"),
+    ("firehose",),  # delivers into the Redshift cluster of the wave before
 )
 
 

@@ -43,6 +43,16 @@ def test_sensitive_parameters_are_never_shown() -> None:
     call = Call("ssm", "PutParameter", {"Name": "/x/y", "Value": "hunter2"}, "/x/y", "new", ("Value",))
     assert "hunter2" not in repr(call.describe())
     assert call.describe()["params"]["Name"] == "/x/y"
+    nested = Call(
+        "firehose",
+        "CreateDeliveryStream",
+        {"Dest": {"Password": "hunter2", "User": "u"}},
+        "s",
+        "new",
+        ("Dest.Password",),
+    )
+    assert nested.describe()["params"]["Dest"] == {"Password": "********", "User": "u"}
+    assert nested.params["Dest"]["Password"] == "hunter2", "the call itself keeps the value"
 
 
 def test_converge_states() -> None:

@@ -80,6 +80,7 @@ def test_documents_name_only_their_own_stage(make_stage) -> None:
     assert "iotile-worker-dev" in dev_text and "iotile-worker-prod" not in dev_text
     assert "/iotile-cloud/prod/" in prod_text and "/iotile-cloud/dev" not in prod_text
     assert "iotile-cloud-media/dev/*" in dev_text and "iotile-cloud-media/prod/" not in dev_text
+    assert ':deliverystream/iotile-stream-data-dev"' in dev_text
 
 
 def test_stages_do_not_share_roles_except_the_beanstalk_service_role() -> None:

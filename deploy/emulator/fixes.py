@@ -171,6 +171,42 @@ def fix_redshift_modify_cluster_subnet_group() -> None:
     )
 
 
+def redshift_modify_cluster_iam_roles(
+    self: Any,
+    cluster_identifier: str,
+    add_iam_roles: list[str] | None = None,
+    remove_iam_roles: list[str] | None = None,
+) -> Any:
+    """RedshiftBackend.modify_cluster_iam_roles, as AWS: add and remove role ARNs."""
+    cluster = self.describe_clusters(cluster_identifier)[0]
+    kept = [arn for arn in cluster.iam_roles_arn if arn not in (remove_iam_roles or [])]
+    cluster.iam_roles_arn = kept + [arn for arn in (add_iam_roles or []) if arn not in kept]
+    return cluster
+
+
+def redshift_modify_cluster_iam_roles_response(self: Any) -> ActionResult:
+    """RedshiftResponse.modify_cluster_iam_roles: the wire format of ModifyClusterIamRoles."""
+    from moto.core.responses import ActionResult
+
+    cluster = self.redshift_backend.modify_cluster_iam_roles(
+        self._get_param("ClusterIdentifier"),
+        self._get_param("AddIamRoles", []),
+        self._get_param("RemoveIamRoles", []),
+    )
+    return ActionResult({"Cluster": cluster})
+
+
+def fix_redshift_modify_cluster_iam_roles() -> None:
+    """AWS ModifyClusterIamRoles (ClusterIdentifier, AddIamRoles, RemoveIamRoles) changes the roles
+    a cluster may assume (for COPY) and returns the Cluster. moto 5.2.5 does not implement it."""
+    from moto.redshift.models import RedshiftBackend
+    from moto.redshift.responses import RedshiftResponse
+
+    fix = "redshift_modify_cluster_iam_roles"
+    _added(RedshiftBackend, "modify_cluster_iam_roles", fix, redshift_modify_cluster_iam_roles)
+    _added(RedshiftResponse, "modify_cluster_iam_roles", fix, redshift_modify_cluster_iam_roles_response)
+
+
 # -- ElastiCache -------------------------------------------------------------------------------
 
 
@@ -228,6 +264,28 @@ def fix_elasticache_modify_cache_subnet_group() -> None:
     _added(
         ElastiCacheResponse, "modify_cache_subnet_group", fix, elasticache_modify_cache_subnet_group_response
     )
+
+
+def _elasticache_num_cache_clusters(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def _set_node_members_clusters_disabled(
+        self: Any, *, num_cache_clusters: int, replicas_per_node_group: int, **kwargs: Any
+    ) -> None:
+        """ReplicationGroup members, as AWS: NumCacheClusters = 1 primary + replicas."""
+        replicas = replicas_per_node_group or max((num_cache_clusters or 1) - 1, 0)
+        original(self, num_cache_clusters=num_cache_clusters, replicas_per_node_group=replicas, **kwargs)
+
+    return _set_node_members_clusters_disabled
+
+
+def fix_elasticache_num_cache_clusters() -> None:
+    """AWS CreateReplicationGroup with NumCacheClusters (cluster mode disabled) makes that many
+    clusters: one primary and the rest replicas. moto 5.2.5 ignores NumCacheClusters and makes the
+    primary alone unless ReplicasPerNodeGroup is given."""
+    from moto.elasticache.models import ReplicationGroup
+
+    fix = "elasticache_num_cache_clusters"
+    _wrapped(ReplicationGroup, "_set_node_members_clusters_disabled", fix, _elasticache_num_cache_clusters)
 
 
 # -- DynamoDB ----------------------------------------------------------------------------------
@@ -399,6 +457,8 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_dynamodb_update_table_sse,
     fix_sqs_queue_attributes,
     fix_ses_identity_notification_topics,
+    fix_redshift_modify_cluster_iam_roles,
+    fix_elasticache_num_cache_clusters,
     fix_serialize_in_process_requests,
 )
 

@@ -18,6 +18,16 @@ CREATE_TASKS = [
     "sqs.create",
     "dynamodb.create",
     "ses.create",
+    "rds.create",
+    "create-rds-instance",
+    "redshift.create",
+    "create-redshift-cluster",
+    "create-streamtimeseries-redshift",
+    "redis.create",
+    "create-redis-cluster",
+    "search.create",
+    "firehose.create",
+    "create-firehose-stream",
     "up",
 ]
 
@@ -35,6 +45,11 @@ def test_up_then_up_again_changes_nothing(inv, emulator) -> None:
         "kms:CreateKey",
         "dynamodb:CreateTable",
         "ses:VerifyDomainIdentity",
+        "rds:CreateDBInstance",
+        "redshift:CreateCluster",
+        "elasticache:CreateReplicationGroup",
+        "es:POST /2021-01-01/opensearch/domain",  # a REST API: named by method and path
+        "firehose:CreateDeliveryStream",
     ):
         assert operation in made, operation
     emulator.clear()

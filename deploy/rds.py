@@ -1,0 +1,784 @@
+"""RDS: the PostgreSQL instance and its parameter group, kept outside Beanstalk so it outlives any
+environment; and `rds.encrypt`, the snapshot-copy-restore migration of an unencrypted instance.
+
+This tool never deletes an instance or a snapshot: deletion protection is on, and deleting by hand
+takes a final snapshot (AWS's default; the instance carries a tag saying so)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection
+
+from deploy.cli import deploy_task
+from deploy.errors import ArgumentError, AwsError, BadInput
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+
+if TYPE_CHECKING:
+    from deploy.report import Reporter
+    from deploy.stage import Stage
+
+AREA = "rds"
+ENGINE = "postgres"
+AWS_MANAGED_KEY = "alias/aws/rds"
+PARAMETER_GROUP_DESCRIPTION = "IOTile Cloud PostgreSQL settings, managed by iotile-deploy"
+FINAL_SNAPSHOT_TAG = {"FinalSnapshot": "required"}
+PASSWORD_LENGTH = 40
+# ModifyDBParameterGroup takes at most 20 parameters a call.
+PARAMETERS_PER_CALL = 20
+
+# After a storage change AWS optimises storage for hours, the instance in full use meanwhile.
+READY = frozenset({"available", "storage-optimization"})
+SNAPSHOT_READY = frozenset({"available"})
+# States an instance does not leave by itself: waiting for "available" would only time out.
+FAILED = frozenset(
+    {
+        "failed",
+        "deleting",
+        "inaccessible-encryption-credentials",
+        "incompatible-network",
+        "incompatible-option-group",
+        "incompatible-parameters",
+        "incompatible-restore",
+        "insufficient-capacity",
+        "restore-error",
+        "storage-full",
+    }
+)
+STOPPED = frozenset({"stopped", "stopping"})
+SNAPSHOT_FAILED = frozenset({"failed", "deleted"})
+
+# ModifyDBInstance settings that cause no outage or close a hole: applied at once. The others
+# (class, storage, Multi-AZ, engine) wait for the maintenance window, like a careful operator would.
+IMMEDIATE = (
+    "PubliclyAccessible",
+    "DeletionProtection",
+    "BackupRetentionPeriod",
+    "VpcSecurityGroupIds",
+    "CopyTagsToSnapshot",
+    "AutoMinorVersionUpgrade",
+    "MaxAllocatedStorage",
+    "DBParameterGroupName",
+)
+
+
+@dataclass(frozen=True)
+class ParameterGroupSpec:
+    name: str
+    family: str
+    parameters: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def resource(self) -> str:
+        return f"parameter-group/{self.name}"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """The instance as config wants it."""
+
+    identifier: str
+    engine_version: str
+    instance_class: str
+    storage_type: str
+    allocated_storage: int
+    max_allocated_storage: int
+    multi_az: bool
+    backup_retention: int
+    database: str
+    master_username: str
+    password_secret: str
+    kms_key: str | None
+    parameter_group: str
+    subnet_group: str
+    security_group: str
+    tags: dict[str, str]
+    wait_seconds: int
+
+
+@dataclass(frozen=True)
+class ParameterGroupState:
+    exists: bool
+    family: str = ""
+    arn: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+    apply_types: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """One DescribeDBInstances entry (empty when there is no instance), with what a plan asks of it."""
+
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.raw)
+
+    @property
+    def status(self) -> str:
+        return str(self.raw.get("DBInstanceStatus", "missing"))
+
+    @property
+    def arn(self) -> str:
+        return str(self.raw.get("DBInstanceArn", ""))
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.raw.get("StorageEncrypted"))
+
+    @property
+    def pending(self) -> Mapping[str, Any]:
+        return self.raw.get("PendingModifiedValues") or {}
+
+    def effective(self, key: str) -> Any:
+        """The value once modifications waiting for the maintenance window are applied."""
+        return self.pending.get(key, self.raw.get(key))
+
+    @property
+    def security_group_ids(self) -> set[str]:
+        return {g["VpcSecurityGroupId"] for g in self.raw.get("VpcSecurityGroups", [])}
+
+    @property
+    def subnet_group(self) -> str:
+        return str((self.raw.get("DBSubnetGroup") or {}).get("DBSubnetGroupName", ""))
+
+    @property
+    def parameter_group(self) -> str:
+        groups = self.raw.get("DBParameterGroups") or [{}]
+        return str(groups[0].get("DBParameterGroupName", ""))
+
+    @property
+    def parameters_await_reboot(self) -> bool:
+        groups = self.raw.get("DBParameterGroups") or [{}]
+        return groups[0].get("ParameterApplyStatus") == "pending-reboot"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {tag["Key"]: tag["Value"] for tag in self.raw.get("TagList", [])}
+
+    @property
+    def endpoint(self) -> str | None:
+        found = self.raw.get("Endpoint") or {}
+        if not found.get("Address"):
+            return None
+        return f"{found['Address']}:{found.get('Port', 5432)}"
+
+
+def parameter_group_spec(stage: Stage) -> ParameterGroupSpec:
+    group = stage.config.rds.parameter_group
+    return ParameterGroupSpec(group.name, group.family, dict(group.parameters), stage.tags(group.name))
+
+
+def instance_spec(stage: Stage) -> InstanceSpec:
+    rds = stage.config.rds
+    return InstanceSpec(
+        identifier=rds.identifier,
+        engine_version=rds.engine_version,
+        instance_class=rds.instance_class,
+        storage_type=rds.storage_type,
+        allocated_storage=rds.allocated_storage,
+        max_allocated_storage=rds.max_allocated_storage,
+        multi_az=rds.multi_az,
+        backup_retention=rds.backup_retention_days,
+        database=rds.database,
+        master_username=rds.master_username,
+        password_secret=rds.master_password_secret,
+        kms_key=rds.kms_key,
+        parameter_group=rds.parameter_group.name,
+        subnet_group=stage.config.network.db_subnet_group,
+        security_group=stage.config.network.data_security_group,
+        tags={**stage.tags(rds.identifier), **FINAL_SNAPSHOT_TAG},
+        wait_seconds=rds.wait_minutes * 60,
+    )
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def read_instance(stage: Stage, identifier: str) -> InstanceState:
+    from botocore.exceptions import ClientError
+
+    try:
+        found = stage.client("rds").describe_db_instances(DBInstanceIdentifier=identifier)
+    except ClientError as exc:
+        if _code(exc) in ("DBInstanceNotFound", "DBInstanceNotFoundFault"):
+            return InstanceState()
+        raise
+    instances = found.get("DBInstances", [])
+    return InstanceState(instances[0] if instances else {})
+
+
+def read_parameter_group(stage: Stage, name: str) -> ParameterGroupState:
+    from botocore.exceptions import ClientError
+
+    rds = stage.client("rds")
+    try:
+        groups = rds.describe_db_parameter_groups(DBParameterGroupName=name)["DBParameterGroups"]
+    except ClientError as exc:
+        if _code(exc) in ("DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"):
+            return ParameterGroupState(False)
+        raise
+    if not groups:  # moto answers an empty list where AWS raises DBParameterGroupNotFound
+        return ParameterGroupState(False)
+    group = groups[0]
+    pages = rds.get_paginator("describe_db_parameters").paginate(DBParameterGroupName=name)
+    parameters = [p for page in pages for p in page.get("Parameters", [])]
+    arn = group.get("DBParameterGroupArn", "")
+    tags = rds.list_tags_for_resource(ResourceName=arn).get("TagList", []) if arn else []
+    return ParameterGroupState(
+        True,
+        family=group.get("DBParameterGroupFamily", ""),
+        arn=arn,
+        values={p["ParameterName"]: p["ParameterValue"] for p in parameters if "ParameterValue" in p},
+        apply_types={p["ParameterName"]: p["ApplyType"] for p in parameters if "ApplyType" in p},
+        tags={tag["Key"]: tag["Value"] for tag in tags},
+    )
+
+
+def read_snapshot_status(stage: Stage, identifier: str) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        found = stage.client("rds").describe_db_snapshots(DBSnapshotIdentifier=identifier)
+    except ClientError as exc:
+        if _code(exc) in ("DBSnapshotNotFound", "DBSnapshotNotFoundFault"):
+            return "missing"
+        raise
+    snapshots = found.get("DBSnapshots", [])
+    return str(snapshots[0].get("Status", "unknown")) if snapshots else "missing"
+
+
+def endpoint(stage: Stage) -> str | None:
+    """The instance's "address:port", or None while it does not exist or has no endpoint yet."""
+    return read_instance(stage, stage.config.rds.identifier).endpoint
+
+
+def data_group_id(stage: Stage, name: str) -> str | Deferred:
+    """The data security group's id, or a Deferred one when the network area has yet to make it."""
+    from deploy import network
+
+    def once_created(later: Stage) -> str:
+        found = network.security_group_id(later, name)
+        if found is None:
+            raise AwsError(
+                "InvalidGroup.NotFound",
+                f"security group {name} does not exist",
+                f"Create it first: inv network.create --stage {later.name}",
+            )
+        return found
+
+    return network.security_group_id(stage, name) or Deferred(f"id of security group {name}", once_created)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def _instance_wait(identifier: str, reason: str, seconds: int) -> Wait:
+    def probe(stage: Stage) -> str:
+        return read_instance(stage, identifier).status
+
+    return Wait(identifier, reason, probe, READY, FAILED, timeout_seconds=seconds)
+
+
+def _snapshot_wait(resource: str, snapshot: str, seconds: int) -> Wait:
+    def probe(stage: Stage) -> str:
+        return read_snapshot_status(stage, snapshot)
+
+    reason = f"snapshot {snapshot} to be available"
+    return Wait(resource, reason, probe, SNAPSHOT_READY, SNAPSHOT_FAILED, timeout_seconds=seconds)
+
+
+def _with_notes(resource: Resource, notes: list[str]) -> Resource:
+    """Drift no call can repair (it takes a migration or a person): shown by plan and status, and
+    `up` makes no attempt at it."""
+    if not notes or resource.state == "missing":
+        return resource
+    return dataclasses.replace(resource, state="drifted", drift=(*resource.drift, *notes))
+
+
+def _parameter_calls(spec: ParameterGroupSpec, state: ParameterGroupState, names: list[str]) -> list[Call]:
+    def method(name: str) -> str:
+        # "immediate" is only valid for dynamic parameters; "pending-reboot" is valid for all.
+        return "immediate" if state.apply_types.get(name) == "dynamic" else "pending-reboot"
+
+    reason = "parameters to set" if not state.exists else "parameters differ from config"
+    calls = []
+    for start in range(0, len(names), PARAMETERS_PER_CALL):
+        chunk = names[start : start + PARAMETERS_PER_CALL]
+        parameters = [
+            {"ParameterName": n, "ParameterValue": spec.parameters[n], "ApplyMethod": method(n)}
+            for n in chunk
+        ]
+        params = {"DBParameterGroupName": spec.name, "Parameters": parameters}
+        calls.append(
+            Call(AREA, "ModifyDBParameterGroup", params, spec.resource, f"{reason}: {', '.join(chunk)}")
+        )
+    return calls
+
+
+def plan_parameter_group(stage: Stage, spec: ParameterGroupSpec, state: ParameterGroupState) -> Resource:
+    steps: list[Call] = []
+    notes: list[str] = []
+    if not state.exists:
+        params = {
+            "DBParameterGroupName": spec.name,
+            "DBParameterGroupFamily": spec.family,
+            "Description": PARAMETER_GROUP_DESCRIPTION,
+            "Tags": stage.tag_list(spec.tags),
+        }
+        steps.append(
+            Call(AREA, "CreateDBParameterGroup", params, spec.resource, "parameter group does not exist")
+        )
+    elif state.family and state.family != spec.family:
+        notes.append(
+            f"family is {state.family}, config wants {spec.family}: a group's family never changes, "
+            "so give the new one another name (rds.parameter_group.name)"
+        )
+    differing = sorted(name for name, value in spec.parameters.items() if state.values.get(name) != value)
+    steps.extend(_parameter_calls(spec, state, differing))
+    if state.exists and any(state.tags.get(k) != v for k, v in spec.tags.items()):
+        params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
+        steps.append(Call(AREA, "AddTagsToResource", params, spec.resource, "tags differ from config"))
+    resource = converge(
+        AREA, "parameter group", spec.resource, steps, exists=state.exists, detail=spec.family
+    )
+    return _with_notes(resource, notes)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in str(text).split(".") if part.isdigit())
+
+
+def _create_instance(stage: Stage, spec: InstanceSpec, group: str | Deferred) -> list[Step]:
+    from deploy.secrets import generated_secret
+
+    secret_steps, password = generated_secret(
+        stage, spec.password_secret, spec.identifier, length=PASSWORD_LENGTH
+    )
+    params: dict[str, Any] = {
+        "DBInstanceIdentifier": spec.identifier,
+        "Engine": ENGINE,
+        "EngineVersion": spec.engine_version,
+        "DBInstanceClass": spec.instance_class,
+        "StorageType": spec.storage_type,
+        "AllocatedStorage": spec.allocated_storage,
+        "MultiAZ": spec.multi_az,
+        "StorageEncrypted": True,
+        "DeletionProtection": True,
+        "BackupRetentionPeriod": spec.backup_retention,
+        "PubliclyAccessible": False,
+        "VpcSecurityGroupIds": [group],
+        "DBSubnetGroupName": spec.subnet_group,
+        "DBParameterGroupName": spec.parameter_group,
+        "DBName": spec.database,
+        "MasterUsername": spec.master_username,
+        "MasterUserPassword": password,
+        "CopyTagsToSnapshot": True,
+        "AutoMinorVersionUpgrade": True,
+        "Tags": stage.tag_list(spec.tags),
+    }
+    # Storage autoscaling is on only with a ceiling above the allocation (AWS rejects an equal one).
+    if spec.max_allocated_storage > spec.allocated_storage:
+        params["MaxAllocatedStorage"] = spec.max_allocated_storage
+    if spec.kms_key:
+        params["KmsKeyId"] = spec.kms_key
+    create = Call(
+        AREA,
+        "CreateDBInstance",
+        params,
+        spec.identifier,
+        "instance does not exist",
+        sensitive=("MasterUserPassword",),
+    )
+    wait = _instance_wait(spec.identifier, "instance to be available", spec.wait_seconds)
+    return [*secret_steps, create, wait]
+
+
+def _differences(
+    spec: InstanceSpec, state: InstanceState, group: str | Deferred
+) -> tuple[dict[str, Any], list[str]]:
+    """The ModifyDBInstance parameters that would make the instance match config, and the drift
+    that only a person can act on."""
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    wanted: dict[str, Any] = {
+        "PubliclyAccessible": False,
+        "DeletionProtection": True,
+        "BackupRetentionPeriod": spec.backup_retention,
+        "CopyTagsToSnapshot": True,
+        "AutoMinorVersionUpgrade": True,
+        "DBInstanceClass": spec.instance_class,
+        "MultiAZ": spec.multi_az,
+        "StorageType": spec.storage_type,
+    }
+    changes.update({k: v for k, v in wanted.items() if state.effective(k) != v})
+    if isinstance(group, Deferred) or state.security_group_ids != {group}:
+        changes["VpcSecurityGroupIds"] = [group]
+    if state.parameter_group != spec.parameter_group:
+        changes["DBParameterGroupName"] = spec.parameter_group
+    allocated = int(state.effective("AllocatedStorage") or 0)
+    if allocated < spec.allocated_storage:
+        changes["AllocatedStorage"] = allocated = spec.allocated_storage
+    ceiling = int(state.raw.get("MaxAllocatedStorage") or allocated)
+    if ceiling != spec.max_allocated_storage:
+        if spec.max_allocated_storage >= allocated:
+            changes["MaxAllocatedStorage"] = spec.max_allocated_storage
+        else:
+            notes.append(
+                f"storage grew to {allocated} GiB, above rds.max_allocated_storage "
+                f"{spec.max_allocated_storage}: raise it in config"
+            )
+    have, want = _version(state.effective("EngineVersion") or "0"), _version(spec.engine_version)
+    if have[: len(want)] < want:
+        changes["EngineVersion"] = spec.engine_version
+        if have[:1] != want[:1]:
+            changes["AllowMajorVersionUpgrade"] = True
+            # A major upgrade needs the new family's parameter group in the same call.
+            changes["DBParameterGroupName"] = spec.parameter_group
+    return changes, notes
+
+
+def _unfixable(stage: Stage, spec: InstanceSpec, state: InstanceState) -> list[str]:
+    notes = []
+    if not state.encrypted:
+        notes.append(f"not encrypted: run `inv rds.encrypt --stage {stage.name}`")
+    elif spec.kms_key and not _same_key(stage, spec.kms_key, str(state.raw.get("KmsKeyId", ""))):
+        notes.append(
+            f"encrypted with {state.raw.get('KmsKeyId')}, not {spec.kms_key}: only a restore can change it"
+        )
+    if state.subnet_group and state.subnet_group != spec.subnet_group:
+        notes.append(f"in DB subnet group {state.subnet_group}, not {spec.subnet_group}: move it by hand")
+    if state.raw.get("Engine", ENGINE) != ENGINE:
+        notes.append(f"engine is {state.raw.get('Engine')}, not {ENGINE}")
+    return notes
+
+
+def _same_key(stage: Stage, wanted: str, actual: str) -> bool:
+    if not actual or wanted == actual:
+        return wanted == actual
+    arn = stage.client("kms").describe_key(KeyId=wanted)["KeyMetadata"]["Arn"]
+    return arn == actual
+
+
+def _modify_call(identifier: str, changes: Mapping[str, Any], *, immediately: bool) -> Call:
+    shown = ", ".join(k for k in changes if k != "AllowMajorVersionUpgrade")
+    when = "" if immediately else " (applied in the next maintenance window)"
+    params = {"DBInstanceIdentifier": identifier, **changes, "ApplyImmediately": immediately}
+    return Call(AREA, "ModifyDBInstance", params, identifier, f"{shown} differ from config{when}")
+
+
+def _detail(spec: InstanceSpec, state: InstanceState) -> str:
+    parts = [state.endpoint or state.status]
+    waiting = sorted(k for k in state.pending if k != "MasterUserPassword")
+    if waiting:
+        parts.append(f"at the next maintenance window: {', '.join(waiting)}")
+    if state.parameters_await_reboot:
+        parts.append("parameter changes wait for a reboot")
+    allocated = int(state.raw.get("AllocatedStorage") or 0)
+    if allocated > spec.allocated_storage:
+        parts.append(
+            f"storage grew to {allocated} GiB (config {spec.allocated_storage}; storage never shrinks)"
+        )
+    return "; ".join(parts)
+
+
+def plan_instance(stage: Stage, spec: InstanceSpec, state: InstanceState, group: str | Deferred) -> Resource:
+    depends = [f"parameter-group/{spec.parameter_group}"]
+    if not state.exists:
+        steps = _create_instance(stage, spec, group)
+        return converge(AREA, "DB instance", spec.identifier, steps, exists=False, depends_on=depends)
+    notes = _unfixable(stage, spec, state)
+    steps: list[Step] = []
+    if state.status in STOPPED:
+        notes.append(f"instance is {state.status}: start it (aws rds start-db-instance) and rerun")
+    elif state.status in FAILED:
+        notes.append(f"instance is {state.status}: see its events in the console")
+    elif state.status not in READY:
+        steps.append(_instance_wait(spec.identifier, f"instance is {state.status}", spec.wait_seconds))
+    else:
+        changes, more = _differences(spec, state, group)
+        notes.extend(more)
+        # A major upgrade takes the parameter group with it, in the maintenance window.
+        major = "AllowMajorVersionUpgrade" in changes
+        immediate = {
+            k: v for k, v in changes.items() if k in IMMEDIATE and not (major and k == "DBParameterGroupName")
+        }
+        later = {k: v for k, v in changes.items() if k not in immediate}
+        if immediate:
+            steps.append(_modify_call(spec.identifier, immediate, immediately=True))
+        if later:
+            steps.append(_modify_call(spec.identifier, later, immediately=False))
+        if any(state.tags.get(k) != v for k, v in spec.tags.items()):
+            params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
+            steps.append(Call(AREA, "AddTagsToResource", params, spec.identifier, "tags differ from config"))
+        if immediate:
+            steps.append(_instance_wait(spec.identifier, "modifications to finish", spec.wait_seconds))
+    resource = converge(
+        AREA,
+        "DB instance",
+        spec.identifier,
+        steps,
+        exists=True,
+        detail=_detail(spec, state),
+        depends_on=depends,
+    )
+    return _with_notes(resource, notes)
+
+
+def plan(stage: Stage) -> list[Resource]:
+    group_spec, spec = parameter_group_spec(stage), instance_spec(stage)
+    reads: list[Callable[[], Any]] = [
+        lambda: read_parameter_group(stage, group_spec.name),
+        lambda: read_instance(stage, spec.identifier),
+        lambda: data_group_id(stage, spec.security_group),
+    ]
+    group_state, state, group = map_concurrently(lambda read: read(), reads)
+    return [plan_parameter_group(stage, group_spec, group_state), plan_instance(stage, spec, state, group)]
+
+
+# -- encrypting an instance made unencrypted ---------------------------------------------------
+
+
+def _identifier(value: str, argument: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from deploy import names
+
+    try:
+        return TypeAdapter(names.DbIdentifier).validate_python(value).lower()
+    except ValidationError as exc:
+        raise ArgumentError(argument, str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+def migration_names(stage: Stage, source: str | None = None, target: str | None = None) -> tuple[str, str]:
+    """The instance to encrypt (default: rds.identifier) and the encrypted copy's identifier
+    (default: `<source>-encrypted`), checked before any AWS call."""
+    source = _identifier(source or stage.config.rds.identifier, "--source")
+    target = _identifier(target or f"{source}-encrypted", "--target-identifier")
+    if target == source:
+        raise ArgumentError("--target-identifier", "must differ from the instance being encrypted")
+    return source, target
+
+
+def _timestamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def snapshot_names(source: str, stamp: str) -> tuple[str, str]:
+    return f"{source}-pre-encrypt-{stamp}", f"{source}-encrypted-{stamp}"
+
+
+def _check_migration(stage: Stage, source: str, target: str) -> InstanceState:
+    found, existing = map_concurrently(lambda name: read_instance(stage, name), [source, target])
+    if not found.exists:
+        raise BadInput(
+            f"instance {source} does not exist in {stage.region} (stage {stage.name}): nothing to encrypt"
+        )
+    if found.encrypted:
+        raise BadInput(f"instance {source} is already encrypted: nothing to do")
+    if existing.exists:
+        raise BadInput(
+            f"instance {target} already exists ({existing.status}): name another with "
+            "--target-identifier, or if an earlier run is still restoring it, follow it with "
+            f"`inv rds.status --stage {stage.name}`"
+        )
+    if found.status not in READY:
+        raise AwsError(
+            "InvalidDBInstanceState",
+            f"instance {source} is {found.status}",
+            "Snapshots are taken of an available instance: wait until it is, and rerun.",
+        )
+    return found
+
+
+def _restore_params(stage: Stage, found: InstanceState, target: str, snapshot: str) -> dict[str, Any]:
+    """The source's own settings (class, network, parameter group, Multi-AZ, storage), with the
+    safety settings config requires whatever the source had."""
+    raw = found.raw
+    # Keys under aws: are AWS's own and cannot be set.
+    kept = {k: v for k, v in found.tags.items() if not k.startswith("aws:")}
+    params: dict[str, Any] = {
+        "DBInstanceIdentifier": target,
+        "DBSnapshotIdentifier": snapshot,
+        "DBInstanceClass": raw["DBInstanceClass"],
+        "MultiAZ": bool(raw.get("MultiAZ")),
+        "PubliclyAccessible": False,
+        "DeletionProtection": True,
+        "CopyTagsToSnapshot": True,
+        "AutoMinorVersionUpgrade": bool(raw.get("AutoMinorVersionUpgrade", True)),
+        "BackupRetentionPeriod": stage.config.rds.backup_retention_days,
+        "Tags": stage.tag_list({**kept, **stage.tags(stage.config.rds.identifier), **FINAL_SNAPSHOT_TAG}),
+    }
+    optional = {
+        "DBSubnetGroupName": found.subnet_group,
+        "VpcSecurityGroupIds": sorted(found.security_group_ids),
+        "DBParameterGroupName": found.parameter_group,
+        "StorageType": raw.get("StorageType"),
+        "Port": (raw.get("Endpoint") or {}).get("Port"),
+    }
+    params.update({k: v for k, v in optional.items() if v})
+    if raw.get("StorageType") in ("io1", "io2") and raw.get("Iops"):
+        params["Iops"] = raw["Iops"]
+    return params
+
+
+def plan_encrypt(
+    stage: Stage, source_identifier: str, target_identifier: str, *, stamp: str | None = None
+) -> list[Step]:
+    """Snapshot the unencrypted instance, copy the snapshot encrypted with KMS, restore the copy as
+    a new instance with the same settings, and wait for it. Nothing is deleted: the source and both
+    snapshots stay. Refuses (bad input) when the source is missing or encrypted, or the target exists."""
+    source, target = migration_names(stage, source_identifier, target_identifier)
+    found = _check_migration(stage, source, target)
+    before, encrypted = snapshot_names(source, stamp or _timestamp())
+    rds = stage.config.rds
+    seconds = rds.wait_minutes * 60
+    snapshot_tags = stage.tag_list(
+        {**stage.tags(rds.identifier), "Migration": f"encrypt {source} as {target}"}
+    )
+    steps: list[Step] = [
+        Call(
+            AREA,
+            "CreateDBSnapshot",
+            {"DBSnapshotIdentifier": before, "DBInstanceIdentifier": source, "Tags": snapshot_tags},
+            target,
+            f"snapshot {source} (later writes are not copied: stop the app's writes first)",
+        ),
+        _snapshot_wait(target, before, seconds),
+        Call(
+            AREA,
+            "CopyDBSnapshot",
+            {
+                "SourceDBSnapshotIdentifier": before,
+                "TargetDBSnapshotIdentifier": encrypted,
+                "KmsKeyId": rds.kms_key or AWS_MANAGED_KEY,
+                "Tags": snapshot_tags,
+            },
+            target,
+            f"copy the snapshot encrypted with {rds.kms_key or AWS_MANAGED_KEY}",
+        ),
+        _snapshot_wait(target, encrypted, seconds),
+        Call(
+            AREA,
+            "RestoreDBInstanceFromDBSnapshot",
+            _restore_params(stage, found, target, encrypted),
+            target,
+            f"restore the encrypted snapshot as {target}, with the settings of {source}",
+        ),
+        _instance_wait(target, "restored instance to be available", seconds),
+    ]
+    ceiling = found.raw.get("MaxAllocatedStorage")
+    if ceiling:  # a restore cannot set storage autoscaling: it takes a modification after
+        params = {"DBInstanceIdentifier": target, "MaxAllocatedStorage": ceiling, "ApplyImmediately": True}
+        steps.append(
+            Call(AREA, "ModifyDBInstance", params, target, f"storage autoscaling up to {ceiling} GiB")
+        )
+        steps.append(_instance_wait(target, "modification to finish", seconds))
+    return steps
+
+
+def operator_steps(stage: Stage, source: str, target: str, address: str | None, stamp: str = "") -> list[str]:
+    """What is left to the operator once the encrypted copy is available."""
+    from deploy.secrets import parameter_name
+
+    where = address or f"its endpoint (see `inv rds.status --stage {stage.name}`)"
+    password = parameter_name(stage, stage.config.rds.master_password_secret)
+    steps = [
+        f"Point the app at {target}, {where}: set `rds: {{identifier: {target}}}` in "
+        f"config/{stage.name}.yaml (Beanstalk and the workers take the database endpoint from it) "
+        f"and run `inv up --stage {stage.name}`. The master password is unchanged ({password}).",
+        f"Verify the app reads and writes through the new endpoint; `inv rds.status --stage {stage.name}` "
+        "shows the instance present and encrypted.",
+        f"Retire {source} by hand, keeping a final snapshot: `aws rds modify-db-instance "
+        f"--db-instance-identifier {source} --no-deletion-protection --apply-immediately`, then "
+        f"`aws rds delete-db-instance --db-instance-identifier {source} "
+        f"--final-db-snapshot-identifier {source}-final`.",
+    ]
+    if stamp:
+        before, encrypted = snapshot_names(source, stamp)
+        steps.append(
+            f"The snapshots {before} and {encrypted} stay; delete them by hand when no longer needed."
+        )
+    return steps
+
+
+def run_encrypt(
+    stage: Stage,
+    reporter: Reporter,
+    source: str | None = None,
+    target: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> Resource:
+    """What `rds.encrypt` does: plan, show, run (or only show) through the usual executors, then
+    print the steps left to the operator."""
+    from deploy.plan import DryRunExecutor, Executor
+
+    source, target = migration_names(stage, source, target)
+    stamp = _timestamp()
+    steps = plan_encrypt(stage, source, target, stamp=stamp)
+    resource = converge(
+        AREA, "DB instance", target, steps, exists=False, detail=f"encrypted copy of {source}"
+    )
+    verb = "would encrypt" if dry_run else "encrypting"
+    reporter.plan([resource], title=f"{stage.name}: {verb} {source} as {target}")
+    executor = (DryRunExecutor if dry_run else Executor)(stage, reporter)
+    executor.run(resource.steps)
+    address = None if dry_run else read_instance(stage, target).endpoint
+    remaining = operator_steps(stage, source, target, address, stamp)
+    extra = {"source": source, "target": target, "endpoint": address, "next_steps": remaining}
+    reporter.outcome([resource], stage=stage.name, dry_run=dry_run, calls=len(executor.made), extra=extra)
+    reporter.message("then:" if dry_run else "left to do:")
+    for number, line in enumerate(remaining, start=1):
+        reporter.message(f"  {number}. {line}")
+    return resource
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+@deploy_task()
+def create(c, stage=None, dry_run=False, json=False):
+    """Create or converge the PostgreSQL instance and parameter group. Example: inv rds.create --dry-run"""
+    from deploy.stack import run_converge
+
+    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
+
+
+@deploy_task()
+def status(c, stage=None, json=False):
+    """Show the instance (with its endpoint) and parameter group. Example: inv rds.status --stage prod"""
+    from deploy.stack import run_status
+
+    run_status(stage, [AREA], as_json=json)
+
+
+@deploy_task(
+    help={
+        "source": "instance to encrypt (default: rds.identifier of the stage)",
+        "target_identifier": "identifier of the encrypted copy (default: <source>-encrypted)",
+    }
+)
+def encrypt(c, stage=None, source=None, target_identifier=None, dry_run=False, json=False):
+    """Copy an unencrypted instance into a new, encrypted one. Example: inv rds.encrypt --dry-run"""
+    from deploy.report import Reporter
+    from deploy.stage import open_stage
+
+    opened = open_stage(stage, dry_run=dry_run)
+    run_encrypt(opened, Reporter(as_json=json), source, target_identifier, dry_run=dry_run)
+
+
+collection = Collection(AREA, create, status, encrypt)
