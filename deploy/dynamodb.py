@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
+from deploy import kms
 from deploy.cli import area_tasks
+from deploy.errors import error_code
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, Wait, converge
 
@@ -184,17 +186,13 @@ def scaling_specs(spec: TableSpec) -> list[ScalingSpec]:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-
-
 def describe_table(stage: Stage, name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
         return stage.client("dynamodb").describe_table(TableName=name)["Table"]
     except ClientError as exc:
-        if _error_code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
 
@@ -282,18 +280,6 @@ def read_table(stage: Stage, spec: TableSpec) -> TableState:
         targets=targets,
         policies=policies,
     )
-
-
-def kms_key_arn(stage: Stage, key: str) -> str | None:
-    """The ARN behind a key id, alias or ARN (DynamoDB reports the ARN), None if there is none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
-    except ClientError as exc:
-        if _error_code(exc) == "NotFoundException":
-            return None
-        raise
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -571,7 +557,7 @@ def plan(stage: Stage) -> list[Resource]:
     wanted = {wanted_key(spec) for spec in specs}
     reported = {state.sse.get("KMSMasterKeyArn") for state in states if state.sse}
     if reported - wanted - {None}:
-        key_arn = kms_key_arn(stage, wanted.pop())
+        key_arn = kms.key_arn(stage, wanted.pop())
     return [plan_table(stage, spec, state, key_arn) for spec, state in zip(specs, states, strict=True)]
 
 

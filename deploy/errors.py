@@ -82,6 +82,11 @@ _HINTS = {
 }
 
 
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def hint_for(code: str) -> str:
     return _HINTS.get(code, "See the AWS error above; fix it and rerun: every task resumes safely.")
 

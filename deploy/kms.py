@@ -47,6 +47,20 @@ class KeyState:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def key_arn(stage: Stage, key: str) -> str | None:
+    """The ARN behind a key id, alias or ARN (services report keys by ARN), None if there is none."""
+    from botocore.exceptions import ClientError
+
+    from deploy.errors import error_code
+
+    try:
+        return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+    except ClientError as exc:
+        if error_code(exc) == "NotFoundException":
+            return None
+        raise
+
+
 def key_alias(stage: Stage, entry: str = "notifications") -> str:
     """The alias other areas name the key by (e.g. SNS topics' KmsMasterKeyId)."""
     return getattr(stage.config.kms, entry).alias

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.errors import AwsError
+from deploy.errors import AwsError, error_code
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, converge
 
@@ -129,14 +129,16 @@ def security_group_id(stage: Stage, name: str, *, vpc: str | None = None) -> str
     return group["GroupId"] if group else None
 
 
-def _group_id_once_created(name: str) -> Deferred:
+def group_id_when_created(name: str) -> Deferred:
+    """The id of a security group that an earlier step or wave makes, read when a call needs it."""
+
     def resolve(stage: Stage) -> str:
         found = security_group_id(stage, name)
         if found is None:
             raise AwsError(
                 "InvalidGroup.NotFound",
-                f"security group {name} was to be created earlier in this run but is not there",
-                "Rerun `inv network.create`: it picks up from what exists.",
+                f"security group {name} does not exist",
+                f"Run `inv network.create --stage {stage.name}` (or `inv up`): it picks up from what exists.",
             )
         return found
 
@@ -316,7 +318,7 @@ def plan_group(stage: Stage, vpc: str, spec: GroupSpec, state: GroupState) -> Re
         if drifted:
             params = {"Resources": [state.group_id], "Tags": stage.tag_list(drifted)}
             steps.append(Call("ec2", "CreateTags", params, spec.name, "tags differ from config"))
-    group = state.group_id or _group_id_once_created(spec.name)
+    group = state.group_id or group_id_when_created(spec.name)
     steps.extend(_ingress_steps(spec, state, group))
     return converge(
         AREA,
@@ -363,10 +365,6 @@ class SubnetGroupState:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def _subnets_of(group: dict[str, Any]) -> frozenset[str]:
     return frozenset(subnet["SubnetIdentifier"] for subnet in group.get("Subnets", []))
 
@@ -382,7 +380,7 @@ def read_db_subnet_group(stage: Stage, name: str) -> SubnetGroupState:
     try:
         group = rds.describe_db_subnet_groups(DBSubnetGroupName=name)["DBSubnetGroups"][0]
     except ClientError as exc:
-        if _error_code(exc) == "DBSubnetGroupNotFoundFault":
+        if error_code(exc) == "DBSubnetGroupNotFoundFault":
             return SubnetGroupState(False)
         raise
     arn = group["DBSubnetGroupArn"]
@@ -397,7 +395,7 @@ def read_cluster_subnet_group(stage: Stage, name: str) -> SubnetGroupState:
     try:
         response = redshift.describe_cluster_subnet_groups(ClusterSubnetGroupName=name)
     except ClientError as exc:
-        if _error_code(exc) == "ClusterSubnetGroupNotFoundFault":
+        if error_code(exc) == "ClusterSubnetGroupNotFoundFault":
             return SubnetGroupState(False)
         raise
     group = response["ClusterSubnetGroups"][0]
@@ -414,7 +412,7 @@ def read_cache_subnet_group(stage: Stage, name: str) -> SubnetGroupState:
     try:
         response = elasticache.describe_cache_subnet_groups(CacheSubnetGroupName=name)
     except ClientError as exc:
-        if _error_code(exc) == "CacheSubnetGroupNotFoundFault":
+        if error_code(exc) == "CacheSubnetGroupNotFoundFault":
             return SubnetGroupState(False)
         raise
     group = response["CacheSubnetGroups"][0]
@@ -517,7 +515,7 @@ def plan(stage: Stage) -> list[Resource]:
         *(partial(spec.api.read, stage, spec.name) for spec in subnet_specs),
     ]
     app_state, data_state, *subnet_states = map_concurrently(lambda read: read(), reads)
-    app_group = app_state.group_id or _group_id_once_created(net.app_security_group)
+    app_group = app_state.group_id or group_id_when_created(net.app_security_group)
     app_spec, data_spec = group_specs(stage, app_group)
     return [
         plan_group(stage, vpc, app_spec, app_state),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import area_tasks, deploy_task
 from deploy.errors import ArgumentError, AwsError, BadInput
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
@@ -268,17 +268,7 @@ def data_group_id(stage: Stage, name: str) -> str | Deferred:
     """The data security group's id, or a Deferred one when the network area has yet to make it."""
     from deploy import network
 
-    def once_created(later: Stage) -> str:
-        found = network.security_group_id(later, name)
-        if found is None:
-            raise AwsError(
-                "InvalidGroup.NotFound",
-                f"security group {name} does not exist",
-                f"Create it first: inv network.create --stage {later.name}",
-            )
-        return found
-
-    return network.security_group_id(stage, name) or Deferred(f"id of security group {name}", once_created)
+    return network.security_group_id(stage, name) or network.group_id_when_created(name)
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -750,20 +740,7 @@ def run_encrypt(
 # -- tasks -------------------------------------------------------------------------------------
 
 
-@deploy_task()
-def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the PostgreSQL instance and parameter group. Example: inv rds.create --dry-run"""
-    from deploy.stack import run_converge
-
-    run_converge(stage, [(AREA,)], dry_run=dry_run, as_json=json)
-
-
-@deploy_task()
-def status(c, stage=None, json=False):
-    """Show the instance (with its endpoint) and parameter group. Example: inv rds.status --stage prod"""
-    from deploy.stack import run_status
-
-    run_status(stage, [AREA], as_json=json)
+create, status = area_tasks(AREA, "the PostgreSQL instance and its parameter group")
 
 
 @deploy_task(

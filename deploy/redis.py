@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
+from deploy import kms, network
 from deploy.cli import area_tasks
-from deploy.errors import AwsError
+from deploy.errors import error_code
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
 
@@ -109,17 +110,13 @@ def replication_group_spec(stage: Stage) -> RedisSpec:
 # -- what ElastiCache has ----------------------------------------------------------------------
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def _describe(stage: Stage, name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
         found = stage.client("elasticache").describe_replication_groups(ReplicationGroupId=name)
     except ClientError as exc:
-        if _error_code(exc) == "ReplicationGroupNotFoundFault":
+        if error_code(exc) == "ReplicationGroupNotFoundFault":
             return None
         raise
     return found["ReplicationGroups"][0]
@@ -151,7 +148,7 @@ def read_node(stage: Stage, cluster_id: str | None) -> NodeState | None:
         found = stage.client("elasticache").describe_cache_clusters(CacheClusterId=cluster_id)
     except ClientError as exc:
         # Right after a failover or while members change, a listed member may not be found yet.
-        if _error_code(exc) == "CacheClusterNotFound":
+        if error_code(exc) == "CacheClusterNotFound":
             return None
         raise
     cluster = found["CacheClusters"][0]
@@ -206,34 +203,6 @@ def endpoint(stage: Stage) -> str | None:
     """The primary endpoint (address:port) of the stage's replication group, None if there is none."""
     group = _describe(stage, stage.config.redis.replication_group)
     return _endpoint(group) if group else None
-
-
-def kms_key_arn(stage: Stage, key: str) -> str | None:
-    """The ARN behind a key id, alias or ARN (ElastiCache reports the ARN), None if there is none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
-    except ClientError as exc:
-        if _error_code(exc) == "NotFoundException":
-            return None
-        raise
-
-
-def _group_id(name: str) -> Deferred:
-    def resolve(stage: Stage) -> str:
-        from deploy.network import security_group_id
-
-        found = security_group_id(stage, name)
-        if found is None:
-            raise AwsError(
-                "InvalidGroup.NotFound",
-                f"security group {name} does not exist",
-                "Run `inv network.create` first: the data stores go in its data security group.",
-            )
-        return found
-
-    return Deferred(f"id of security group {name}", resolve)
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -473,8 +442,8 @@ def plan(stage: Stage) -> list[Resource]:
     state, group_id = map_concurrently(lambda read: read(), reads)
     key_arn = None
     if spec.kms_key and state.kms_key_id and state.kms_key_id != spec.kms_key:
-        key_arn = kms_key_arn(stage, spec.kms_key)
-    data_group = group_id or _group_id(spec.security_group)
+        key_arn = kms.key_arn(stage, spec.kms_key)
+    data_group = group_id or network.group_id_when_created(spec.security_group)
     return [plan_replication_group(stage, spec, state, data_group, key_arn)]
 
 

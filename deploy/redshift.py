@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
+from deploy import network
 from deploy.cli import area_tasks, deploy_task
-from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
 
@@ -213,20 +213,6 @@ def _data_group_id(stage: Stage) -> str | None:
     return network.security_group_id(stage, stage.config.network.data_security_group)
 
 
-def _group_id_once_created(name: str) -> Deferred:
-    def resolve(stage: Stage) -> str:
-        found = _data_group_id(stage)
-        if found is None:
-            raise AwsError(
-                "InvalidGroup.NotFound",
-                f"security group {name} does not exist, so the cluster cannot be placed in it",
-                "Run `inv network.create --stage <stage>` first (or `inv up`), then rerun.",
-            )
-        return found
-
-    return Deferred(f"id of security group {name}", resolve)
-
-
 # -- planning ----------------------------------------------------------------------------------
 
 
@@ -331,7 +317,7 @@ def _drift_steps(stage: Stage, spec: ClusterSpec, state: ClusterState, group: st
 
 
 def plan_cluster(stage: Stage, spec: ClusterSpec, state: ClusterState, group_id: str | None) -> Resource:
-    group: str | Deferred = group_id or _group_id_once_created(spec.security_group)
+    group: str | Deferred = group_id or network.group_id_when_created(spec.security_group)
     detail = state.endpoint or state.status
     if not state.exists:
         steps = _create_steps(stage, spec, group)

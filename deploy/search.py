@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
+from deploy import kms, network
 from deploy.cli import area_tasks
-from deploy.errors import AwsError
+from deploy.errors import AwsError, error_code
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
 
@@ -141,17 +142,13 @@ def endpoint_options() -> dict[str, Any]:
 # -- what OpenSearch has -----------------------------------------------------------------------
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def _describe(stage: Stage, name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
         return stage.client("opensearch").describe_domain(DomainName=name)["DomainStatus"]
     except ClientError as exc:
-        if _error_code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
 
@@ -216,18 +213,6 @@ def endpoint(stage: Stage) -> str | None:
     return _endpoint(domain) if domain else None
 
 
-def kms_key_arn(stage: Stage, key: str) -> str | None:
-    """The ARN behind a key id, alias or ARN (OpenSearch reports the ARN), None if there is none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
-    except ClientError as exc:
-        if _error_code(exc) == "NotFoundException":
-            return None
-        raise
-
-
 @dataclass(frozen=True)
 class Placement:
     """Where the domain may go: the data security group and the stage's subnets by zone."""
@@ -256,23 +241,7 @@ def read_placement(stage: Stage, security_group: str) -> Placement:
 
     vpc = vpc_id(stage)
     group = security_group_id(stage, security_group, vpc=vpc)
-    return Placement(group or _group_id(security_group), subnet_zones(stage, vpc))
-
-
-def _group_id(name: str) -> Deferred:
-    def resolve(stage: Stage) -> str:
-        from deploy.network import security_group_id
-
-        found = security_group_id(stage, name)
-        if found is None:
-            raise AwsError(
-                "InvalidGroup.NotFound",
-                f"security group {name} does not exist",
-                "Run `inv network.create` first: the data stores go in its data security group.",
-            )
-        return found
-
-    return Deferred(f"id of security group {name}", resolve)
+    return Placement(group or network.group_id_when_created(security_group), subnet_zones(stage, vpc))
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -433,7 +402,7 @@ def plan(stage: Stage) -> list[Resource]:
     key_arn = None
     reported = state.at_rest.get("KmsKeyId")
     if spec.kms_key and reported and reported != spec.kms_key:
-        key_arn = kms_key_arn(stage, spec.kms_key)
+        key_arn = kms.key_arn(stage, spec.kms_key)
     return [plan_domain(stage, spec, state, placement, key_arn)]
 
 
