@@ -503,6 +503,65 @@ def plan_subnet_group(stage: Stage, spec: SubnetGroupSpec, state: SubnetGroupSta
 # -- the area ----------------------------------------------------------------------------------
 
 
+# -- S3 gateway endpoint -------------------------------------------------------------------------
+# The data stores have no public address and Redshift routes COPY through the VPC (enhanced VPC
+# routing), so S3 must be reachable from inside the VPC: a gateway endpoint on every route table.
+S3_ENDPOINT_NAME = "iotile-cloud-s3-gateway"
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    endpoint_id: str | None
+    route_tables: frozenset[str] = frozenset()
+
+
+def s3_service(stage: Stage) -> str:
+    return f"com.amazonaws.{stage.region}.s3"
+
+
+def route_table_ids(stage: Stage, vpc: str) -> frozenset[str]:
+    tables = stage.client("ec2").describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])
+    return frozenset(table["RouteTableId"] for table in tables["RouteTables"])
+
+
+def read_s3_endpoint(stage: Stage, vpc: str) -> EndpointState:
+    found = stage.client("ec2").describe_vpc_endpoints(
+        Filters=[{"Name": "vpc-endpoint-type", "Values": ["Gateway"]}]
+    )["VpcEndpoints"]
+    for endpoint in found:
+        live = str(endpoint.get("State", "")).lower() not in ("deleting", "deleted", "failed")
+        if endpoint["VpcId"] == vpc and endpoint["ServiceName"] == s3_service(stage) and live:
+            return EndpointState(endpoint["VpcEndpointId"], frozenset(endpoint.get("RouteTableIds", [])))
+    return EndpointState(None)
+
+
+def plan_s3_endpoint(stage: Stage, vpc: str, tables: frozenset[str], state: EndpointState) -> Resource:
+    """Shared by every stage in the VPC: found by VPC and service, never by stage."""
+    resource, steps = f"s3-endpoint/{vpc}", []
+    if state.endpoint_id is None:
+        tags = [
+            {
+                "ResourceType": "vpc-endpoint",
+                "Tags": stage.tag_list({**stage.tags(S3_ENDPOINT_NAME), "Name": S3_ENDPOINT_NAME}),
+            }
+        ]
+        params = {
+            "VpcEndpointType": "Gateway",
+            "VpcId": vpc,
+            "ServiceName": s3_service(stage),
+            "RouteTableIds": sorted(tables),
+            "TagSpecifications": tags,
+        }
+        steps.append(Call("ec2", "CreateVpcEndpoint", params, resource, "no S3 gateway endpoint in the VPC"))
+    elif tables - state.route_tables:
+        missing = sorted(tables - state.route_tables)
+        params = {"VpcEndpointId": state.endpoint_id, "AddRouteTableIds": missing}
+        reason = f"route tables without the S3 route: {', '.join(missing)}"
+        steps.append(Call("ec2", "ModifyVpcEndpoint", params, resource, reason))
+    detail = f"{state.endpoint_id or 'S3 gateway'} in {vpc}"
+    return converge(AREA, "S3 endpoint", resource, steps, exists=state.endpoint_id is not None, detail=detail)
+
+
 def plan(stage: Stage) -> list[Resource]:
     vpc = vpc_id(stage)
     zones = subnet_zones(stage, vpc)
@@ -512,9 +571,11 @@ def plan(stage: Stage) -> list[Resource]:
     reads: list[Callable[[], Any]] = [
         partial(read_group, stage, vpc, net.app_security_group),
         partial(read_group, stage, vpc, net.data_security_group),
+        partial(route_table_ids, stage, vpc),
+        partial(read_s3_endpoint, stage, vpc),
         *(partial(spec.api.read, stage, spec.name) for spec in subnet_specs),
     ]
-    app_state, data_state, *subnet_states = map_concurrently(lambda read: read(), reads)
+    app_state, data_state, tables, endpoint, *subnet_states = map_concurrently(lambda read: read(), reads)
     app_group = app_state.group_id or group_id_when_created(net.app_security_group)
     app_spec, data_spec = group_specs(stage, app_group)
     return [
@@ -524,8 +585,9 @@ def plan(stage: Stage) -> list[Resource]:
             plan_subnet_group(stage, spec, state)
             for spec, state in zip(subnet_specs, subnet_states, strict=True)
         ),
+        plan_s3_endpoint(stage, vpc, tables, endpoint),
     ]
 
 
-create, status = area_tasks(AREA, "the security groups and subnet groups")
+create, status = area_tasks(AREA, "the security groups, subnet groups and the S3 endpoint")
 collection = Collection(AREA, create, status)

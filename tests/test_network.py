@@ -78,7 +78,7 @@ def test_creates_groups_in_the_default_vpc_and_subnet_groups_over_its_subnets(ma
 
     outcome = converge(stage, "network")
 
-    assert [r.name for r in outcome.resources] == [APP, DATA, DB, REDSHIFT, CACHE]
+    assert [r.name for r in outcome.resources] == [APP, DATA, DB, REDSHIFT, CACHE, f"s3-endpoint/{vpc}"]
     assert {r.state for r in outcome.resources} == {"missing"}
     app, data = group(stage, APP), group(stage, DATA)
     assert app["VpcId"] == data["VpcId"] == vpc
@@ -107,6 +107,7 @@ def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> N
         "CreateDBSubnetGroup",
         "CreateClusterSubnetGroup",
         "CreateCacheSubnetGroup",
+        "CreateVpcEndpoint",
     ]
     authorize = preview.resources[1].steps[1]
     shown = authorize.shown_params()
@@ -283,3 +284,38 @@ def test_redshift_and_cache_subnet_drift_is_repaired(make_stage, call_log) -> No
     again = converge(make_stage("dev", log=call_log), "network")
     assert changed(again.resources) == []
     assert call_log.mutating == []
+
+
+def test_s3_gateway_endpoint_serves_every_route_table_of_the_vpc(make_stage) -> None:
+    stage = make_stage("dev")
+    vpc = default_vpc(stage)
+    ec2 = stage.client("ec2")
+    extra = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+
+    converge(stage, "network")
+
+    tables = {
+        t["RouteTableId"]
+        for t in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+    }
+    (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert (endpoint["ServiceName"], endpoint["VpcEndpointType"]) == ("com.amazonaws.us-east-1.s3", "Gateway")
+    assert set(endpoint["RouteTableIds"]) == tables and extra in tables
+    assert changed(converge(make_stage("prod"), "network").resources) == [
+        name
+        for name in (
+            "iotile-cloud-app-prod",
+            "iotile-cloud-data-prod",
+            "iotile-cloud-db-prod",
+            "iotile-cloud-redshift-prod",
+            "iotile-cloud-cache-prod",
+        )
+    ], "another stage in the same VPC shares the endpoint"
+
+    ec2.modify_vpc_endpoint(VpcEndpointId=endpoint["VpcEndpointId"], RemoveRouteTableIds=[extra])
+    drifted = converge(stage, "network")
+
+    assert operations(drifted.resources) == ["ModifyVpcEndpoint"]
+    (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert extra in endpoint["RouteTableIds"]
+    assert changed(converge(stage, "network").resources) == []
