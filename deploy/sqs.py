@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 AREA = "sqs"
 # Attributes whose value is a JSON document: compared parsed, so key order does not count as drift.
-JSON_ATTRIBUTES = ("RedrivePolicy",)
+JSON_ATTRIBUTES = ("RedrivePolicy", "RedriveAllowPolicy")
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,15 @@ def queue_specs(stage: Stage) -> list[QueueSpec]:
     specs: list[QueueSpec] = []
     for _, name in sqs.queues:
         dead_letter = f"{name}{sqs.dead_letter_suffix}"
+        # Only its own queue may send failed messages here (least privilege for redrive).
+        allow = {"redrivePermission": "byQueue", "sourceQueueArns": [stage.arn("sqs", name)]}
         specs.append(
             QueueSpec(
                 dead_letter,
                 {
                     **encryption,
                     "MessageRetentionPeriod": str(sqs.dead_letter_retention_seconds),
+                    "RedriveAllowPolicy": jsonlib.dumps(allow),
                 },
                 stage.tags(dead_letter),
                 "dead-letter queue",

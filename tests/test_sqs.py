@@ -35,7 +35,12 @@ def test_creates_queues_with_dead_letter_queues_and_encryption(make_stage) -> No
         redrive = json.loads(found["RedrivePolicy"])
         assert redrive["deadLetterTargetArn"] == stage.arn("sqs", f"{queue}-dlq")
         assert int(redrive["maxReceiveCount"]) == config.max_receive_count
-        assert attributes(stage, f"{queue}-dlq")["SqsManagedSseEnabled"] == "true"
+        dead_letter = attributes(stage, f"{queue}-dlq")
+        assert dead_letter["SqsManagedSseEnabled"] == "true"
+        assert json.loads(dead_letter["RedriveAllowPolicy"]) == {
+            "redrivePermission": "byQueue",
+            "sourceQueueArns": [stage.arn("sqs", queue)],
+        }
 
 
 def test_kms_key_from_config(make_stage, config_copy) -> None:
@@ -72,3 +77,21 @@ def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> N
     call_log.clear()
     assert changed(converge(stage, "sqs").resources) == []
     assert call_log.mutating == []
+
+
+def test_dead_letter_queue_opened_to_every_queue_by_hand_is_closed_again(make_stage) -> None:
+    stage = make_stage("dev")
+    converge(stage, "sqs")
+    sqs = stage.client("sqs")
+    url = sqs.get_queue_url(QueueName="iotile-worker-dev-dlq")["QueueUrl"]
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"RedriveAllowPolicy": json.dumps({"redrivePermission": "allowAll"})}
+    )
+
+    drifted = converge(stage, "sqs")
+
+    assert operations(drifted.resources) == ["SetQueueAttributes"]
+    assert drifted.resources[0].drift == ("RedriveAllowPolicy differ from config",)
+    allow = json.loads(attributes(stage, "iotile-worker-dev-dlq")["RedriveAllowPolicy"])
+    assert allow["redrivePermission"] == "byQueue"
+    assert changed(converge(stage, "sqs").resources) == []
