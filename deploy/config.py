@@ -22,7 +22,6 @@ from deploy import names
 from deploy.errors import ConfigError
 
 DEFAULT_STAGE = "dev"
-STAGES = ("dev", "stage", "prod", "local")
 
 
 class Section(BaseModel):

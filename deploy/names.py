@@ -74,7 +74,6 @@ EcrRepository = Annotated[
 StreamName = Annotated[str, AfterValidator(_rule(r"[A-Za-z0-9_.-]+", 1, 64, "stream name"))]
 SecretName = Annotated[str, AfterValidator(_rule(r"[A-Za-z0-9_.-]+", 1, 200, "secret name"))]
 ParameterPrefix = Annotated[str, AfterValidator(_rule(r"(/[A-Za-z0-9_.-]+)+", 2, 900, "parameter prefix"))]
-StageName = Annotated[str, AfterValidator(_rule(r"[a-z][a-z0-9]*", 1, 16, "stage name"))]
 
 
 def check_secret_name(name: str) -> str:

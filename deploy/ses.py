@@ -39,10 +39,6 @@ class IdentityState:
     topics: dict[str, str] = field(default_factory=dict)  # Bounce/Complaint/Delivery -> topic ARN
     forwarding: bool = True
 
-    @property
-    def verified(self) -> bool:
-        return self.verification == "Success" and self.dkim_status == "Success"
-
 
 def identity_spec(stage: Stage) -> IdentitySpec:
     return IdentitySpec(
