@@ -1,30 +1,28 @@
 """The iotile-deploy command line: `inv --list` shows every task; `inv --help TASK` explains one.
 
-Each area's tasks live in its own module under deploy/; this file only composes them. It must stay
-cheap to import (no boto3, no pydantic): `inv --list` runs it."""
+Each AWS area's tasks live in its own module under deploy/areas/; this file only composes them. It
+must stay cheap to import (no boto3, no pydantic): `inv --list` runs it."""
 
 from invoke import Collection
 
-from deploy import (
-    config_cli,
+from deploy import config_cli, secrets, stack
+from deploy.areas import (
     dynamodb,
     firehose,
     iam,
     kms,
-    local,
     network,
     rds,
     redis,
     redshift,
     s3,
     search,
-    secrets,
     ses,
     sns,
     sqs,
-    stack,
 )
 from deploy.cli import exit_2_on_bad_arguments
+from deploy.emulator import tasks as local
 
 exit_2_on_bad_arguments()
 

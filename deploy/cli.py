@@ -76,18 +76,19 @@ def exit_2_on_bad_arguments() -> None:
     program.parse_tasks = parse_tasks  # type: ignore[method-assign]
 
 
-def area_tasks(area: str, what: str) -> tuple[Any, Any]:
-    """The `create` and `status` tasks every area has, for `what` (e.g. "the six topics")."""
+def area_tasks(area: str, what: str, planner: Callable[[Any], list[Any]]) -> tuple[Any, Any]:
+    """The `create` and `status` tasks every area has, for `what` (e.g. "the six topics"), over
+    the area's planner."""
 
     def create(c, stage=None, dry_run=False, json=False):
-        from deploy.stack import run_converge
+        from deploy.execute import run_converge
 
-        run_converge(stage, [(area,)], dry_run=dry_run, as_json=json)
+        run_converge(stage, [{area: planner}], dry_run=dry_run, as_json=json)
 
     def status(c, stage=None, json=False):
-        from deploy.stack import run_status
+        from deploy.execute import run_status
 
-        run_status(stage, [area], as_json=json)
+        run_status(stage, {area: planner}, as_json=json)
 
     create.__doc__ = f"Create or converge {what}. Example: inv {area}.create --stage dev --dry-run"
     status.__doc__ = f"Show {what}: present, missing, drifted or pending. Example: inv {area}.status --json"

@@ -1,25 +1,15 @@
-"""The plan/execute core: steps as data, a real executor and a dry-run executor over the same list."""
+"""Plans as data: the steps (calls and waits) that would make a resource match config."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from deploy.errors import AwsError, WaitTimeout
-
 if TYPE_CHECKING:
-    from deploy.report import Reporter
     from deploy.stage import Stage
 
-READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
 REDACTED = "********"
-
-
-def is_mutating(operation: str) -> bool:
-    """Whether an AWS operation (CreateBucket, GetQueueAttributes, ...) may change anything."""
-    return not operation.startswith(READ_ONLY_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -193,59 +183,3 @@ def dependency_levels(resources: Sequence[Resource]) -> list[list[Resource]]:
         done.update((r.area, r.name) for r in ready)
         pending = [r for r in pending if (r.area, r.name) not in done]
     return levels
-
-
-@dataclass
-class Executor:
-    """Runs steps in order against AWS, reporting each."""
-
-    stage: Stage
-    reporter: Reporter
-    made: list[Call] = field(default_factory=list)
-
-    def run(self, steps: Sequence[Step]) -> None:
-        for step in steps:
-            if isinstance(step, Call):
-                self.call(step)
-            else:
-                self.wait(step)
-
-    def call(self, call: Call) -> Any:
-        from botocore import xform_name
-
-        client = self.stage.client(call.service)
-        self.reporter.step_started(call)
-        params = resolve_deferred(call.params, self.stage)
-        result = getattr(client, xform_name(call.operation))(**params)
-        self.made.append(call)
-        return result
-
-    def wait(self, wait: Wait) -> None:
-        limit = wait.timeout_seconds or self.stage.config.waits.timeout_seconds
-        poll = self.stage.config.waits.poll_seconds
-        started = time.monotonic()
-        with self.reporter.waiting(wait.resource) as progress:
-            while True:
-                state = wait.probe(self.stage)
-                elapsed = time.monotonic() - started
-                progress(state, elapsed)
-                if state in wait.ready:
-                    return
-                if state in wait.failed:
-                    raise AwsError(
-                        "ResourceFailed",
-                        f"{wait.resource} went to state {state}",
-                        "Inspect it in the console or with the area's status task, fix, and rerun.",
-                    )
-                if elapsed >= limit:
-                    raise WaitTimeout(wait.resource, state, elapsed)
-                time.sleep(min(poll, max(0.0, limit - elapsed)))
-
-
-@dataclass
-class DryRunExecutor(Executor):
-    """Shows the same steps and calls nothing."""
-
-    def run(self, steps: Sequence[Step]) -> None:
-        for step in steps:
-            self.reporter.step_planned(step)

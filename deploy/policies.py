@@ -16,6 +16,8 @@ TEMPLATES = Path(__file__).parent / "templates" / "iam"
 # Buckets whose objects live under per-stage folders (`{stage}/...`): access is scoped to them.
 DATA_BUCKETS = ("media", "reports", "stream_event_data", "streamers", "streamer_dropdown")
 STAGING_BUCKETS = ("stream_in", "timeseries_kinesis")
+# Fields AWS takes as one string or a list of them, in any order.
+LIST_FIELDS = ("Action", "NotAction", "Resource", "NotResource", "AWS", "Service")
 
 
 def partition(region: str) -> str:
@@ -150,3 +152,24 @@ def canonical(document: Any) -> str:
 
         document = json.loads(unquote(document) if document.startswith("%7B") else document)
     return json.dumps(normal(document), sort_keys=True)
+
+
+def _sorted_list(value: Any) -> list[str]:
+    return sorted(str(item) for item in ([value] if isinstance(value, str) else value))
+
+
+def normalised(document: Any, key: str = "") -> Any:
+    """A policy in one canonical shape: AWS accepts a string or a list for several fields, a lone
+    statement or a list of them, and any order inside them."""
+    if key == "Statement":
+        statements = [document] if isinstance(document, dict) else document
+        return sorted((normalised(s) for s in statements), key=lambda s: json.dumps(s, sort_keys=True))
+    if key == "Condition" and isinstance(document, dict):
+        return {op: {k: _sorted_list(v) for k, v in test.items()} for op, test in document.items()}
+    if isinstance(document, dict):
+        return {k: normalised(v, k) for k, v in document.items()}
+    if key in LIST_FIELDS and isinstance(document, str | list):
+        return _sorted_list(document)
+    if isinstance(document, list):
+        return [normalised(item) for item in document]
+    return document

@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import StageConfig, default_stage, load_config
 from deploy.errors import DeployError
-from deploy.plan import is_mutating
 
 if TYPE_CHECKING:
     import boto3
 
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 CallHook = Callable[[str, str], None]
+
+
+def is_mutating(operation: str) -> bool:
+    """Whether an AWS operation (CreateBucket, GetQueueAttributes, ...) may change anything."""
+    return not operation.startswith(READ_ONLY_PREFIXES)
 
 
 class MutationBlocked(DeployError):

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config import load_config
-from deploy.plan import is_mutating
-from deploy.stage import Stage
+from deploy.stage import Stage, is_mutating
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"

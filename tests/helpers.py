@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deploy.execute import Outcome
 from deploy.plan import Call, Resource
 from deploy.report import Reporter
-from deploy.stack import Outcome, converge_areas
+from deploy.stack import converge_areas
 from deploy.stage import Stage
 
 

@@ -7,19 +7,10 @@ import itertools
 import pytest
 
 from deploy import errors
-from deploy.plan import (
-    Call,
-    Deferred,
-    DryRunExecutor,
-    Executor,
-    Resource,
-    Wait,
-    converge,
-    dependency_levels,
-    is_mutating,
-)
+from deploy.execute import DryRunExecutor, Executor
+from deploy.plan import Call, Deferred, Resource, Wait, converge, dependency_levels
 from deploy.report import Reporter
-from deploy.stage import MutationBlocked, Stage
+from deploy.stage import MutationBlocked, Stage, is_mutating
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy import dynamodb
+from deploy.areas import dynamodb
 from deploy.plan import Call, Wait
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations

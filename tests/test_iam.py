@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from deploy import iam, policies
+from deploy import policies
+from deploy.areas import iam
 from deploy.config import load_config
 from deploy.stage import Stage
 from tests.conftest import CONFIG

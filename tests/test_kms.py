@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deploy import kms
+from deploy.areas import kms
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations
 

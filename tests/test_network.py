@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from deploy import network
+from deploy.areas import network
 from deploy.errors import AwsError
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from deploy import rds
+from deploy.areas import rds
 from deploy.errors import ArgumentError, BadInput
 from deploy.plan import Wait
 from deploy.report import Reporter

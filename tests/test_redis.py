@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from deploy import network, redis
+from deploy.areas import network, redis
 from deploy.plan import Call, Wait
 from deploy.report import Reporter
 from deploy.stack import converge_areas

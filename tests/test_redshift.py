@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deploy import network, redshift
+from deploy.areas import network, redshift
 from deploy.plan import Wait
 from deploy.report import Reporter
 from deploy.stack import converge_areas

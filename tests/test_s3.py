@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deploy import s3
+from deploy.areas import s3
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from deploy import network, search
-from deploy.kms import normalised
+from deploy.areas import network, search
 from deploy.plan import Wait
+from deploy.policies import normalised
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations
 
@@ -225,7 +225,7 @@ def test_a_public_domain_is_reported_and_its_encryption_turned_on(dev: Stage) ->
 
 
 def test_principals_follow_the_roles_iam_gives_the_search_policy(make_stage, monkeypatch) -> None:
-    from deploy import iam
+    from deploy.areas import iam
 
     stage = make_stage("dev", read_only=True)
     roles = iam.role_specs(stage)

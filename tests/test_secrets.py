@@ -148,7 +148,7 @@ class TestGetSecret:
 
 
 def test_generated_password_is_stored_once_and_never_shown(dev, call_log) -> None:
-    from deploy.plan import Executor
+    from deploy.execute import Executor
     from deploy.report import Reporter
 
     dev.on_call(call_log)

@@ -7,7 +7,7 @@ import json
 import pytest
 from invoke import Context
 
-from deploy import dns, ses
+from deploy.areas import dns, ses
 from deploy.errors import AwsError
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from deploy import stack
+from deploy import execute, stack
 from deploy.plan import Call, Resource, Wait
 from deploy.report import Reporter
 
@@ -60,7 +60,7 @@ def test_slow_stores_are_awaited_together(make_stage, config_copy) -> None:
         for area, name in [("rds", "db"), ("redshift", "dw"), ("redis", "cache"), ("search", "es")]
     ]
 
-    calls = stack.execute_areas(stage, resources, Reporter(as_json=True))
+    calls = execute.execute_resources(stage, resources, Reporter(as_json=True))
 
     assert calls == 0
     assert set(started) == set(ended) == {"db", "dw", "cache", "es"}
@@ -70,6 +70,6 @@ def test_only_calls_count_as_changes(make_stage) -> None:
     stage = make_stage("dev")
     wait = Wait("db", "creating", lambda _: "available", frozenset({"available"}))
     pending = Resource("rds", "instance", "db", "pending", (wait,))
-    assert not stack.Outcome(stage, [pending], 0).changed
+    assert not execute.Outcome(stage, [pending], 0).changed
     call = Call("rds", "ModifyDBInstance", {}, "db", "backups")
-    assert stack.Outcome(stage, [Resource("rds", "instance", "db", "drifted", (call, wait))], 0).changed
+    assert execute.Outcome(stage, [Resource("rds", "instance", "db", "drifted", (call, wait))], 0).changed

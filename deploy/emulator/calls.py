@@ -8,7 +8,7 @@ from threading import Lock
 from typing import Any
 from urllib.parse import parse_qsl
 
-from deploy.plan import is_mutating
+from deploy.stage import is_mutating
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"

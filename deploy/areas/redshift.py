@@ -10,17 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy import network
+from deploy.areas import iam, network
 from deploy.cli import area_tasks, deploy_task
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
 
 if TYPE_CHECKING:
+    from deploy.execute import Outcome
     from deploy.report import Reporter
-    from deploy.stack import Outcome
     from deploy.stage import Stage
 
 AREA = "redshift"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("enabled_clusters", "jdbc_url")
+# Needs first: the data security group and subnet group, the key, the COPY role.
+AFTER: tuple[str, ...] = ("network", "kms", "iam")
+# 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
+SLOW = True
 KIND = "Redshift cluster"
 CLUSTERS = ("stream_data", "timeseries")
 # Redshift wants 8 to 64 characters with upper case, lower case and a digit: generate_password
@@ -92,12 +98,6 @@ class ClusterState:
         return f"{self.address}:{self.port}" if self.address else None
 
 
-def role_arn(stage: Stage, name: str) -> str:
-    from deploy.policies import partition
-
-    return f"arn:{partition(stage.region)}:iam::{stage.account_id}:role/{name}"
-
-
 def cluster_arn(stage: Stage, identifier: str) -> str:
     from deploy.policies import partition
 
@@ -120,7 +120,7 @@ def cluster_spec(stage: Stage, which: str) -> ClusterSpec:
         kms_key=redshift.kms_key,
         subnet_group=config.network.redshift_subnet_group,
         security_group=config.network.data_security_group,
-        role_arn=role_arn(stage, config.iam.redshift_role),
+        role_arn=iam.role_arn(stage, config.iam.redshift_role),
         tags=stage.tags(cluster.identifier),
         wait_seconds=redshift.wait_minutes * 60,
     )
@@ -208,7 +208,7 @@ def jdbc_url(stage: Stage, which: str = "stream_data") -> str | None:
 
 
 def _data_group_id(stage: Stage) -> str | None:
-    from deploy import network
+    from deploy.areas import network
 
     return network.security_group_id(stage, stage.config.network.data_security_group)
 
@@ -356,25 +356,16 @@ def plan_timeseries(stage: Stage) -> list[Resource]:
 
 
 def converge_timeseries(stage: Stage, reporter: Reporter, *, dry_run: bool) -> Outcome:
-    from deploy.plan import DryRunExecutor, Executor
-    from deploy.stack import Outcome, execute_areas
+    from deploy.execute import converge_waves
 
-    resources = plan_timeseries(stage)
-    changing = [r for r in resources if r.steps]
-    calls = 0
-    if changing:
-        verb = "would change" if dry_run else "changing"
-        reporter.plan(changing, title=f"{stage.name}: {verb} the time series cluster")
-        calls = execute_areas(stage, changing, reporter, DryRunExecutor if dry_run else Executor)
-    else:
-        reporter.plan([], title=stage.name)
-    return Outcome(stage, resources, calls)
+    waves = [{AREA: plan_timeseries}]
+    return converge_waves(stage, waves, reporter, dry_run=dry_run, title="the time series cluster")
 
 
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the Redshift clusters (time series only when enabled)")
+create, status = area_tasks(AREA, "the Redshift clusters (time series only when enabled)", plan)
 
 
 @deploy_task()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy import kms
+from deploy.areas import kms
 from deploy.cli import area_tasks
 from deploy.errors import error_code
 from deploy.parallel import map_concurrently
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "dynamodb"
+# Needs first: the tables' key.
+AFTER: tuple[str, ...] = ("kms",)
 OWNER = "iotile-deploy"
 WORKER_LOGS_INDEX = "action-started-index"
 FILTER_LOG_INDEX = "target-timestamp-index"
@@ -564,5 +566,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the worker log and filter log tables")
+create, status = area_tasks(AREA, "the worker log and filter log tables", plan)
 collection = Collection(AREA, create, status)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "firehose"
+# Needs first: its role, the staging buckets, the Redshift cluster it delivers into.
+AFTER: tuple[str, ...] = ("iam", "s3", "redshift")
 STREAM_KIND = "delivery stream"
 LOG_KIND = "log group"
 # (firehose config key, staging bucket config key): each stream delivers into the cluster of
@@ -98,8 +100,9 @@ class LogGroupState:
 
 
 def stream_specs(stage: Stage) -> list[StreamSpec]:
+    from deploy.areas.iam import role_arn
+    from deploy.areas.redshift import enabled_clusters
     from deploy.policies import log_groups
-    from deploy.redshift import enabled_clusters, role_arn
 
     config = stage.config
     enabled = enabled_clusters(stage)
@@ -206,7 +209,7 @@ def read_log_group(stage: Stage, name: str) -> LogGroupState:
 
 
 def _cluster_url(stage: Stage, spec: StreamSpec) -> str | None:
-    from deploy.redshift import jdbc_url
+    from deploy.areas.redshift import jdbc_url
 
     return jdbc_url(stage, spec.which)
 
@@ -431,5 +434,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the delivery streams into Redshift and their error log group")
+create, status = area_tasks(AREA, "the delivery streams into Redshift and their error log group", plan)
 collection = Collection(AREA, create, status)

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "sns"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("topic_arn",)
+# Needs first: the notifications key.
+AFTER: tuple[str, ...] = ("kms",)
 
 
 @dataclass(frozen=True)
@@ -109,5 +113,5 @@ def plan(stage: Stage) -> list[Resource]:
     return [plan_topic(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-create, status = area_tasks(AREA, "the six topics and their subscriptions")
+create, status = area_tasks(AREA, "the six topics and their subscriptions", plan)
 collection = Collection(AREA, create, status)

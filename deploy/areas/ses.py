@@ -11,11 +11,13 @@ from deploy.cli import deploy_task
 from deploy.plan import Call, Resource, converge
 
 if TYPE_CHECKING:
-    from deploy.dns import Record
+    from deploy.areas.dns import Record
     from deploy.report import Reporter
     from deploy.stage import Stage
 
 AREA = "ses"
+# Needs first: the SESIssues topic.
+AFTER: tuple[str, ...] = ("sns",)
 NOTIFICATION_TYPES = ("Bounce", "Complaint")
 # Verification states in which AWS is still checking DNS: waiting is all there is to do.
 PENDING = frozenset({"Pending", "NotStarted", "TemporaryFailure", ""})
@@ -75,7 +77,7 @@ def read_identity(stage: Stage, domain: str) -> IdentityState:
 
 def identity_records(domain: str, state: IdentityState) -> list[Record]:
     """The verification TXT record and one DKIM CNAME per token."""
-    from deploy.dns import Record
+    from deploy.areas.dns import Record
 
     records = [Record(f"_amazonses.{domain}", "TXT", (state.token,))] if state.token else []
     records += [
@@ -130,7 +132,7 @@ def plan_dns_records(stage: Stage, spec: IdentitySpec, state: IdentityState, ide
     """The records go to the managed zone. Their values are tokens SES hands out: when this run
     asks for them (a new identity, a verification started again), the records are read and written
     right after, in the same run; otherwise they are compared with the zone like any other."""
-    from deploy import dns
+    from deploy.areas import dns
 
     name = records_name(spec.domain)
     asks_for_tokens = {"VerifyDomainIdentity", "VerifyDomainDkim"} & {
@@ -182,7 +184,7 @@ def _records_json(records: list[Record]) -> list[dict[str, Any]]:
 
 
 def _show_records(reporter: Reporter, stage: Stage, records: list[Record]) -> None:
-    from deploy import dns
+    from deploy.areas import dns
 
     if reporter.as_json or not records:
         return
@@ -200,13 +202,13 @@ def _show_records(reporter: Reporter, stage: Stage, records: list[Record]) -> No
 @deploy_task()
 def create(c, stage=None, dry_run=False, json=False):
     """Create or converge the SES identity, DKIM, notifications and DNS records. Example: inv ses.create"""
+    from deploy.execute import converge_waves
     from deploy.report import Reporter
-    from deploy.stack import converge_areas
     from deploy.stage import open_stage
 
     target = open_stage(stage, dry_run=dry_run)
     reporter = Reporter(as_json=json)
-    outcome = converge_areas(target, [(AREA,)], reporter, dry_run=dry_run)
+    outcome = converge_waves(target, [{AREA: plan}], reporter, dry_run=dry_run)
     records = operator_records(target)
     reporter.outcome(
         outcome.resources,
@@ -221,12 +223,12 @@ def create(c, stage=None, dry_run=False, json=False):
 @deploy_task()
 def status(c, stage=None, json=False):
     """Show the identity (verification, DKIM) and its DNS records. Example: inv ses.status --json"""
+    from deploy.execute import read_areas
     from deploy.report import Reporter
-    from deploy.stack import status_of
     from deploy.stage import open_stage
 
     target = open_stage(stage, dry_run=True)
-    resources = status_of(target, [AREA])
+    resources = read_areas(target, {AREA: plan})
     records = operator_records(target)
     reporter = Reporter(as_json=json)
     reporter.status(resources, extra={"dns_records": _records_json(records)})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy import kms, network
+from deploy.areas import kms, network
 from deploy.cli import area_tasks
 from deploy.errors import AwsError, error_code
 from deploy.parallel import map_concurrently
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "search"
+# Needs first: the data security group, the key, the roles its access policy names.
+AFTER: tuple[str, ...] = ("network", "kms", "iam")
+# 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
+SLOW = True
 KIND = "search domain"
 TLS_POLICY = "Policy-Min-TLS-1-2-2019-07"
 HTTPS_PORT = 443
@@ -72,11 +76,9 @@ class SearchState:
 
 def search_principals(stage: Stage) -> tuple[str, ...]:
     """ARNs of the roles config gives the search policy (deploy.iam decides which those are)."""
-    from deploy.iam import role_arn, role_specs
+    from deploy.areas.iam import role_arns_holding
 
-    policy = stage.config.iam.search_policy
-    holders = sorted({spec.name for spec in role_specs(stage) if policy in spec.customer_policies})
-    return tuple(role_arn(stage, name) for name in holders)
+    return role_arns_holding(stage, stage.config.iam.search_policy)
 
 
 def domain_spec(stage: Stage) -> SearchSpec:
@@ -237,7 +239,7 @@ class Placement:
 
 
 def read_placement(stage: Stage, security_group: str) -> Placement:
-    from deploy.network import security_group_id, subnet_zones, vpc_id
+    from deploy.areas.network import security_group_id, subnet_zones, vpc_id
 
     vpc = vpc_id(stage)
     group = security_group_id(stage, security_group, vpc=vpc)
@@ -301,7 +303,7 @@ def _vpc_matches(spec: SearchSpec, vpc: dict[str, Any], placement: Placement) ->
 def _config_changes(
     stage: Stage, spec: SearchSpec, state: SearchState, placement: Placement
 ) -> tuple[dict[str, Any], list[str]]:
-    from deploy.kms import normalised
+    from deploy.policies import normalised
 
     params: dict[str, Any] = {}
     reasons: list[str] = []
@@ -409,5 +411,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the OpenSearch domain")
+create, status = area_tasks(AREA, "the OpenSearch domain", plan)
 collection = Collection(AREA, create, status)

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "iam"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("role_arn", "role_arns_holding")
+AFTER: tuple[str, ...] = ()
 AWS_MANAGED = "arn:aws:iam::aws:policy/"
 MAX_POLICY_VERSIONS = 5
 EC2, ECS_TASKS, LAMBDA = "ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"
@@ -55,7 +58,16 @@ def policy_arn(stage: Stage, name: str) -> str:
 
 
 def role_arn(stage: Stage, name: str) -> str:
-    return f"arn:aws:iam::{stage.account_id}:role/{name}"
+    """The ARN of the role `name` (a lookup for other areas: nothing is read)."""
+    from deploy.policies import partition
+
+    return f"arn:{partition(stage.region)}:iam::{stage.account_id}:role/{name}"
+
+
+def role_arns_holding(stage: Stage, policy: str) -> tuple[str, ...]:
+    """The ARNs of the roles config gives the customer policy `policy` (a lookup for other areas)."""
+    holders = sorted({spec.name for spec in role_specs(stage) if policy in spec.customer_policies})
+    return tuple(role_arn(stage, name) for name in holders)
 
 
 # -- what config wants -------------------------------------------------------------------------
@@ -372,5 +384,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the roles, policies, instance profiles and the dev group")
+create, status = area_tasks(AREA, "the roles, policies, instance profiles and the dev group", plan)
 collection = Collection(AREA, create, status)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "network"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("security_group_id", "group_id_when_created", "subnet_zones", "vpc_id")
+AFTER: tuple[str, ...] = ()
 # RDS refuses a DB subnet group that does not span two availability zones.
 MIN_ZONES = 2
 # The data stores' ports, each admitted from the application group only.
@@ -589,5 +592,5 @@ def plan(stage: Stage) -> list[Resource]:
     ]
 
 
-create, status = area_tasks(AREA, "the security groups, subnet groups and the S3 endpoint")
+create, status = area_tasks(AREA, "the security groups, subnet groups and the S3 endpoint", plan)
 collection = Collection(AREA, create, status)

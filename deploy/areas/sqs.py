@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "sqs"
+# Needs first: the queues' SSE-KMS key.
+AFTER: tuple[str, ...] = ("kms",)
 # Attributes whose value is a JSON document: compared parsed, so key order does not count as drift.
 JSON_ATTRIBUTES = ("RedrivePolicy", "RedriveAllowPolicy")
 
@@ -141,5 +143,5 @@ def plan(stage: Stage) -> list[Resource]:
     return [plan_queue(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-create, status = area_tasks(AREA, "the queues and their dead-letter queues")
+create, status = area_tasks(AREA, "the queues and their dead-letter queues", plan)
 collection = Collection(AREA, create, status)

@@ -12,11 +12,15 @@ from deploy.cli import area_tasks
 from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, converge
+from deploy.policies import normalised
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "kms"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("key_arn",)
+AFTER: tuple[str, ...] = ()
 # Names the config entry a key was made for, so a run that died between CreateKey and CreateAlias
 # finds its key again instead of making a second one.
 KEY_TAG = "iotile-deploy:key"
@@ -24,7 +28,6 @@ ROOT_SID = "Enable IAM User Permissions"
 SERVICES_SID = "Allow AWS services of this account to publish encrypted"
 SERVICE_ACTIONS = ("kms:GenerateDataKey*", "kms:Decrypt")
 # Policy fields AWS accepts as a string or a list: compared as sorted lists.
-LIST_FIELDS = ("Action", "NotAction", "Resource", "NotResource", "AWS", "Service")
 
 
 @dataclass(frozen=True)
@@ -176,27 +179,6 @@ def read_key(stage: Stage, spec: KeySpec, aliases: dict[str, str]) -> KeyState:
     )
 
 
-def _sorted_list(value: Any) -> list[str]:
-    return sorted(str(item) for item in ([value] if isinstance(value, str) else value))
-
-
-def normalised(document: Any, key: str = "") -> Any:
-    """A policy in one canonical shape: AWS accepts a string or a list for several fields, a lone
-    statement or a list of them, and any order inside them."""
-    if key == "Statement":
-        statements = [document] if isinstance(document, dict) else document
-        return sorted((normalised(s) for s in statements), key=lambda s: jsonlib.dumps(s, sort_keys=True))
-    if key == "Condition" and isinstance(document, dict):
-        return {op: {k: _sorted_list(v) for k, v in test.items()} for op, test in document.items()}
-    if isinstance(document, dict):
-        return {k: normalised(v, k) for k, v in document.items()}
-    if key in LIST_FIELDS and isinstance(document, str | list):
-        return _sorted_list(document)
-    if isinstance(document, list):
-        return [normalised(item) for item in document]
-    return document
-
-
 def find_key(stage: Stage, spec: KeySpec) -> str | None:
     """The key behind the alias, else the one an interrupted run left tagged."""
     aliases = read_aliases(stage)
@@ -277,5 +259,5 @@ def plan(stage: Stage) -> list[Resource]:
     return [plan_key(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-create, status = area_tasks(AREA, "the customer managed keys")
+create, status = area_tasks(AREA, "the customer managed keys", plan)
 collection = Collection(AREA, create, status)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "rds"
+# Needs first: the data security group and subnet group, the key.
+AFTER: tuple[str, ...] = ("network", "kms")
+# 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
+SLOW = True
 ENGINE = "postgres"
 AWS_MANAGED_KEY = "alias/aws/rds"
 PARAMETER_GROUP_DESCRIPTION = "IOTile Cloud PostgreSQL settings, managed by iotile-deploy"
@@ -266,7 +270,7 @@ def endpoint(stage: Stage) -> str | None:
 
 def data_group_id(stage: Stage, name: str) -> str | Deferred:
     """The data security group's id, or a Deferred one when the network area has yet to make it."""
-    from deploy import network
+    from deploy.areas import network
 
     return network.security_group_id(stage, name) or network.group_id_when_created(name)
 
@@ -715,7 +719,7 @@ def run_encrypt(
 ) -> Resource:
     """What `rds.encrypt` does: plan, show, run (or only show) through the usual executors, then
     print the steps left to the operator."""
-    from deploy.plan import DryRunExecutor, Executor
+    from deploy.execute import DryRunExecutor, Executor
 
     source, target = migration_names(stage, source, target)
     stamp = _timestamp()
@@ -740,7 +744,7 @@ def run_encrypt(
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the PostgreSQL instance and its parameter group")
+create, status = area_tasks(AREA, "the PostgreSQL instance and its parameter group", plan)
 
 
 @deploy_task(

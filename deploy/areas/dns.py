@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "dns"
+# What other areas may call here (the tests hold them to it).
+LOOKUPS = ("Record", "plan_records", "plan_deferred_records", "describe_records")
 TXT_CHUNK = 255  # a TXT record holds strings of at most 255 characters each
 ZONE_HINT = (
     "Create the public hosted zone in Route 53 (and delegate the domain to it), or set "

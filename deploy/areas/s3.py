@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "s3"
+# Needs first: the buckets' SSE-KMS key.
+AFTER: tuple[str, ...] = ("kms",)
 OWNER = "iotile-deploy"
 ABORT_RULE = f"{OWNER}-abort-multipart"
 TLS_ONLY_SID = f"{OWNER}-deny-insecure-transport"
@@ -344,5 +346,5 @@ def plan(stage: Stage) -> list[Resource]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the eight shared buckets")
+create, status = area_tasks(AREA, "the eight shared buckets", plan)
 collection = Collection(AREA, create, status)

@@ -1,0 +1,173 @@
+"""Running plans: the real and the dry-run executor over the same steps, and the convergence of
+areas wave by wave that `up`, `plan` and every `<area>.create` share. It knows no area by name:
+callers hand it each area's planner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from deploy.errors import AwsError, WaitTimeout
+from deploy.parallel import map_concurrently
+from deploy.plan import Call, Resource, Step, Wait, dependency_levels, resolve_deferred
+
+if TYPE_CHECKING:
+    from deploy.report import Reporter
+    from deploy.stage import Stage
+
+# Resources converged at once inside a wave: enough to hide API latency, few enough to stay
+# clear of AWS request-rate limits.
+MAX_CONCURRENT_RESOURCES = 8
+
+Planner = Callable[["Stage"], list[Resource]]
+# One wave: area name -> its planner. Areas in a wave are independent and converge side by side.
+Wave = Mapping[str, Planner]
+
+
+@dataclass
+class Executor:
+    """Runs steps in order against AWS, reporting each."""
+
+    stage: Stage
+    reporter: Reporter
+    made: list[Call] = field(default_factory=list)
+
+    def run(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            if isinstance(step, Call):
+                self.call(step)
+            else:
+                self.wait(step)
+
+    def call(self, call: Call) -> Any:
+        from botocore import xform_name
+
+        client = self.stage.client(call.service)
+        self.reporter.step_started(call)
+        params = resolve_deferred(call.params, self.stage)
+        result = getattr(client, xform_name(call.operation))(**params)
+        self.made.append(call)
+        return result
+
+    def wait(self, wait: Wait) -> None:
+        limit = wait.timeout_seconds or self.stage.config.waits.timeout_seconds
+        poll = self.stage.config.waits.poll_seconds
+        started = time.monotonic()
+        with self.reporter.waiting(wait.resource) as progress:
+            while True:
+                state = wait.probe(self.stage)
+                elapsed = time.monotonic() - started
+                progress(state, elapsed)
+                if state in wait.ready:
+                    return
+                if state in wait.failed:
+                    raise AwsError(
+                        "ResourceFailed",
+                        f"{wait.resource} went to state {state}",
+                        "Inspect it in the console or with the area's status task, fix, and rerun.",
+                    )
+                if elapsed >= limit:
+                    raise WaitTimeout(wait.resource, state, elapsed)
+                time.sleep(min(poll, max(0.0, limit - elapsed)))
+
+
+@dataclass
+class DryRunExecutor(Executor):
+    """Shows the same steps and calls nothing."""
+
+    def run(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            self.reporter.step_planned(step)
+
+
+@dataclass
+class Outcome:
+    stage: Stage
+    resources: list[Resource]
+    calls: int
+
+    @property
+    def changed(self) -> bool:
+        """Whether any call would be made (a resource only still creating is no change)."""
+        return any(resource.calls for resource in self.resources)
+
+
+def read_areas(stage: Stage, wave: Wave) -> list[Resource]:
+    """Every area's planner, side by side: what exists and what would change (reads only)."""
+    per_area = map_concurrently(lambda planner: planner(stage), list(wave.values()))
+    return [resource for resources in per_area for resource in resources]
+
+
+def converge_waves(
+    stage: Stage, waves: Sequence[Wave], reporter: Reporter, *, dry_run: bool, title: str | None = None
+) -> Outcome:
+    """Wave by wave: read, show what will change, then run it (or, on a dry run, only show it).
+    A wave starts when the one before it is done, because it reads what that made (ARNs,
+    endpoints). `title` names what changes in the plan table (default: the wave's areas)."""
+    executor_type = DryRunExecutor if dry_run else Executor
+    everything: list[Resource] = []
+    calls = 0
+    for wave in waves:
+        resources = read_areas(stage, wave)
+        everything.extend(resources)
+        changing = [r for r in resources if r.steps]
+        if changing:
+            verb = "would change" if dry_run else "changing"
+            what = title or ", ".join(wave)
+            reporter.plan(changing, title=f"{stage.name}: {verb} {what}")
+            calls += execute_resources(stage, changing, reporter, executor_type)
+    if not any(r.steps for r in everything):
+        reporter.plan([], title=f"{stage.name}")
+    return Outcome(stage, everything, calls)
+
+
+def execute_resources(
+    stage: Stage,
+    resources: Sequence[Resource],
+    reporter: Reporter,
+    executor_type: type[Executor] = Executor,
+) -> int:
+    """Run each resource's steps in order, independent resources side by side (a resource starts
+    once those it depends on are done). Returns the number of calls made."""
+
+    def run(resource: Resource) -> int:
+        executor = executor_type(stage, reporter)
+        executor.run(resource.steps)
+        return len(executor.made)
+
+    return sum(
+        sum(map_concurrently(run, level, workers=MAX_CONCURRENT_RESOURCES))
+        for level in dependency_levels(resources)
+    )
+
+
+def run_converge(
+    stage_name: str | None,
+    waves: Sequence[Wave],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    title: str | None = None,
+) -> Outcome:
+    """What `up`, `plan` and every `<area>.create` do: open the stage, converge, report."""
+    from deploy.report import Reporter
+    from deploy.stage import open_stage
+
+    stage = open_stage(stage_name, dry_run=dry_run)
+    reporter = Reporter(as_json=as_json)
+    outcome = converge_waves(stage, waves, reporter, dry_run=dry_run, title=title)
+    reporter.outcome(outcome.resources, stage=stage.name, dry_run=dry_run, calls=outcome.calls)
+    return outcome
+
+
+def run_status(stage_name: str | None, wave: Wave, *, as_json: bool) -> list[Resource]:
+    """What every `<area>.status` does: read only, then one table."""
+    from deploy.report import Reporter
+    from deploy.stage import open_stage
+
+    stage = open_stage(stage_name, dry_run=True)
+    resources = read_areas(stage, wave)
+    Reporter(as_json=as_json).status(resources)
+    return resources
