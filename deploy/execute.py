@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import AwsError, WaitTimeout
+from deploy.errors import AwsError, WaitTimeout, error_code
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Step, Wait, dependency_levels, resolve_deferred
+from deploy.plan import Call, Check, Resource, Step, Wait, dependency_levels, resolve_deferred
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -36,7 +36,12 @@ class Executor:
 
     def run(self, steps: Sequence[Step]) -> None:
         for step in steps:
-            if isinstance(step, Call):
+            if isinstance(step, Check):
+                state = step.probe(self.stage)
+                if state not in step.ready:
+                    self.reporter.deferred(step, state)
+                    return
+            elif isinstance(step, Call):
                 self.call(step)
             else:
                 self.wait(step)
@@ -47,9 +52,28 @@ class Executor:
         client = self.stage.client(call.service)
         self.reporter.step_started(call)
         params = resolve_deferred(call.params, self.stage)
-        result = getattr(client, xform_name(call.operation))(**params)
+        send = getattr(client, xform_name(call.operation))
+        result = self._send(call, lambda: send(**params))
         self.made.append(call)
         return result
+
+    def _send(self, call: Call, send: Callable[[], Any]) -> Any:
+        """Send once, or, for the call's retry codes, again with growing pauses until the stage's
+        wait timeout: botocore retries throttling and server errors, not these."""
+        from botocore.exceptions import ClientError
+
+        limit = self.stage.config.waits.timeout_seconds
+        started, pause = time.monotonic(), 0.5
+        while True:
+            try:
+                return send()
+            except ClientError as exc:
+                code = error_code(exc)
+                if code not in call.retry_codes or time.monotonic() - started + pause > limit:
+                    raise
+                self.reporter.retrying(call, code, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 30.0)
 
     def wait(self, wait: Wait) -> None:
         limit = wait.timeout_seconds or self.stage.config.waits.timeout_seconds

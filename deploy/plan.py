@@ -64,6 +64,9 @@ class Call:
     resource: str
     reason: str
     sensitive: tuple[str, ...] = ()
+    # AWS error codes that mean "not yet, try again shortly" for this call (and that botocore's
+    # retries do not cover): the executor retries them until the stage's wait timeout.
+    retry_codes: tuple[str, ...] = ()
 
     def shown_params(self) -> dict[str, Any]:
         """The parameters fit to print: every `sensitive` one (a key, or a dotted path into nested
@@ -104,7 +107,27 @@ class Wait:
         }
 
 
-Step = Call | Wait
+@dataclass(frozen=True)
+class Check:
+    """Go on with the resource's later steps only if `probe` (read-only) finds a ready state now;
+    otherwise leave them for a later run, which is no failure. For what AWS finishes on its own
+    schedule: an SES identity is verified minutes to hours after its DNS record exists."""
+
+    resource: str
+    reason: str
+    probe: Callable[[Stage], str]
+    ready: frozenset[str]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "check",
+            "resource": self.resource,
+            "reason": self.reason,
+            "until": sorted(self.ready),
+        }
+
+
+Step = Call | Wait | Check
 # pending: it exists and matches config, but is still on its way (creating, modifying): only waits.
 State = Literal["present", "missing", "drifted", "pending"]
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from deploy.plan import Call, Resource, Step, Wait
+from deploy.plan import Call, Check, Resource, Step, Wait
 
 STATE_STYLE = {"present": "green", "missing": "red", "drifted": "yellow", "pending": "cyan"}
 
@@ -35,6 +35,15 @@ class Reporter:
     def step_started(self, call: Call) -> None:
         if not self.as_json:
             self.err.print(f"[cyan]→[/] {call.service} {call.operation} [bold]{call.resource}[/]")
+
+    def deferred(self, check: Check, state: str) -> None:
+        """A Check found its resource not ready: the steps after it wait for a later run."""
+        if not self.as_json:
+            self.err.print(f"  {check.resource}: {state}, {check.reason}: left for a later run")
+
+    def retrying(self, call: Call, code: str, pause: float) -> None:
+        if not self.as_json:
+            self.err.print(f"  {call.resource}: {call.operation} answered {code}, again in {pause:g}s")
 
     def step_planned(self, step: Step) -> None:
         """The dry-run executor reports here; the plan table was already printed."""
@@ -165,6 +174,8 @@ def _width(stream: Any) -> int | None:
 def _change(step: Step) -> str:
     if isinstance(step, Wait):
         return f"wait until {'/'.join(sorted(step.ready))}"
+    if isinstance(step, Check):
+        return f"only if {'/'.join(sorted(step.ready))}"
     return f"{step.service}:{step.operation}"
 
 

@@ -17,10 +17,21 @@ CONFIG = ROOT / "config"
 
 @pytest.fixture(scope="session", autouse=True)
 def moto_fixes() -> None:
-    """moto corrected where it departs from AWS, as the emulator serves it (deploy/emulator/fixes.py)."""
-    from deploy.emulator import fixes
+    """moto corrected where it departs from AWS, and as strict as AWS where it is lenient, as the
+    emulator serves it (deploy/emulator/fixes.py, deploy/emulator/strict.py)."""
+    from deploy.emulator import fixes, strict
 
     fixes.apply()
+    strict.apply()
+
+
+@pytest.fixture(autouse=True)
+def emulator_clock() -> Iterator[object]:
+    """The clock of the emulator's time-bound rules, back at wall time after every test."""
+    from deploy.emulator.strict import clock
+
+    yield clock
+    clock.reset()
 
 
 @pytest.fixture(autouse=True)

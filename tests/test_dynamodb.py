@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from deploy.areas import dynamodb
@@ -135,10 +136,11 @@ def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> N
     assert call_log.mutating == []
 
 
-def test_pitr_and_ttl_turned_off_by_hand_are_turned_back_on(make_stage, call_log) -> None:
+def test_pitr_and_ttl_turned_off_by_hand_are_turned_back_on(make_stage, call_log, emulator_clock) -> None:
     stage = make_stage("dev", log=call_log)
     converge(stage, "dynamodb")
     client = stage.client("dynamodb")
+    emulator_clock.advance(3600)  # AWS takes one TTL change an hour: the hand change comes later
     client.update_continuous_backups(
         TableName=WORKER_LOGS, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}
     )
@@ -146,6 +148,7 @@ def test_pitr_and_ttl_turned_off_by_hand_are_turned_back_on(make_stage, call_log
         TableName=WORKER_LOGS, TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"}
     )
     call_log.clear()
+    emulator_clock.advance(3600)
 
     drifted = converge(stage, "dynamodb")
 
@@ -358,3 +361,63 @@ def test_unencrypted_table_gets_kms_and_other_keys_are_reported_not_recreated(ma
     assert table(stage, FILTER_LOG)["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     again = converge(stage, "dynamodb")
     assert changed(again.resources) == []
+
+
+def test_a_new_ttl_attribute_turns_the_old_one_off_then_waits_an_hour(
+    make_stage, config_copy, emulator_clock, call_log
+) -> None:
+    """AWS refuses a second UpdateTimeToLive on a table for about an hour (the emulator too)."""
+    stage = make_stage("dev")
+    converge(stage, "dynamodb")
+    emulator_clock.advance(3600)
+    renamed = make_stage(
+        "dev", config_dir=config_copy("dev", "dynamodb:\n  ttl_attribute: purge_at\n"), log=call_log
+    )
+
+    first = converge(renamed, "dynamodb")
+
+    [ttl_call] = [s for s in steps_of(first, WORKER_LOGS) if s.operation == "UpdateTimeToLive"]
+    assert ttl_call.params["TimeToLiveSpecification"] == {"Enabled": False, "AttributeName": "expires_at"}
+    assert "rerun after about an hour" in ttl_call.reason
+    client = renamed.client("dynamodb")
+    ttl = client.describe_time_to_live(TableName=WORKER_LOGS)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "DISABLED"
+
+    emulator_clock.advance(3600)
+    second = converge(renamed, "dynamodb")
+    [ttl_call] = [s for s in steps_of(second, WORKER_LOGS) if s.operation == "UpdateTimeToLive"]
+    assert ttl_call.params["TimeToLiveSpecification"] == {"Enabled": True, "AttributeName": "purge_at"}
+    ttl = client.describe_time_to_live(TableName=WORKER_LOGS)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "purge_at"}
+    call_log.clear()
+    assert changed(converge(renamed, "dynamodb").resources) == [] and call_log.mutating == []
+
+
+def test_ttl_still_switching_is_left_alone() -> None:
+    from deploy.areas.dynamodb import TableSteps, plan_ttl
+
+    spec = SimpleNamespace(ttl_attribute="purge_at", name=WORKER_LOGS)
+    for status in ("ENABLING", "DISABLING"):
+        state = SimpleNamespace(
+            exists=True, status="ACTIVE", ttl={"TimeToLiveStatus": status, "AttributeName": "expires_at"}
+        )
+        out = TableSteps(spec, state)
+        plan_ttl(out, state)
+        assert out.steps == [], status
+
+
+def test_point_in_time_recovery_refused_right_after_create_is_retried(make_stage, monkeypatch) -> None:
+    """AWS may refuse PITR for a while after CreateTable; the emulator refuses it for a second."""
+    from deploy.emulator import strict
+
+    monkeypatch.setattr(strict, "PITR_UNAVAILABLE_SECONDS", 1.5)
+    stage = make_stage("dev")
+
+    outcome = converge(stage, "dynamodb")
+
+    assert "UpdateContinuousBackups" in [s.operation for s in steps_of(outcome, WORKER_LOGS)]
+    backups = stage.client("dynamodb").describe_continuous_backups(TableName=WORKER_LOGS)
+    assert (
+        backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
+        == "ENABLED"
+    )

@@ -73,7 +73,7 @@ def unencrypted_instance(stage: Stage, identifier: str = DB) -> None:
     client.create_db_instance(
         DBInstanceIdentifier=identifier,
         Engine="postgres",
-        EngineVersion="16.4",
+        EngineVersion="16.8",
         DBInstanceClass="db.t4g.large",
         AllocatedStorage=120,
         MaxAllocatedStorage=200,

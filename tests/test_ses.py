@@ -33,6 +33,14 @@ def ses_backend(stage: Stage):
     return ses_backends[stage.account_id][stage.region]
 
 
+def verify(stage: Stage) -> None:
+    """The emulator's control call: SES has verified the identity (as it does hours after the
+    TXT record is published at a DNS provider this tool does not manage)."""
+    from deploy.emulator.strict import mark_verified
+
+    mark_verified(ses_backend(stage), DOMAIN)
+
+
 def public_zone(stage: Stage) -> str:
     zone = stage.client("route53").create_hosted_zone(Name="iotile.cloud", CallerReference="test")[
         "HostedZone"
@@ -55,7 +63,7 @@ def test_creates_the_identity_with_dkim_and_bounce_and_complaint_topics_once(mak
 
     outcome = converge(stage, "ses")
 
-    assert [r.name for r in outcome.resources] == [DOMAIN]
+    assert [r.name for r in outcome.resources] == [DOMAIN, f"{DOMAIN} notifications"]
     assert (
         operations(outcome.resources)
         == operations(preview.resources)
@@ -67,15 +75,33 @@ def test_creates_the_identity_with_dkim_and_bounce_and_complaint_topics_once(mak
             "SetIdentityFeedbackForwardingEnabled",
         ]
     )
+    # AWS takes notification settings for a verified identity only: they wait for verification.
+    assert outcome.calls == 2
     client = stage.client("ses")
     assert DOMAIN in client.list_identities(IdentityType="Domain")["Identities"]
     dkim = client.get_identity_dkim_attributes(Identities=[DOMAIN])["DkimAttributes"][DOMAIN]
     assert dkim["DkimEnabled"] is True and len(dkim["DkimTokens"]) == 3
+    assert "Bounce" not in ses_backend(stage).sns_topics.get(DOMAIN, {})
+    assert not [call for call in call_log.calls if call[0] == "route53"], "no zone managed: no DNS call"
+
+    call_log.clear()
+    pending = converge(stage, "ses")
+    assert changed(pending.resources) == [] and call_log.mutating == []
+    assert pending.resources[1].state == "pending"
+    waiting = "pending verification (Pending): 4 DNS records at your DNS provider"
+    assert pending.resources[1].drift == (waiting,)
+
+    verify(stage)
+    verified = converge(stage, "ses")
+    assert operations(verified.resources) == [
+        "SetIdentityNotificationTopic",
+        "SetIdentityNotificationTopic",
+        "SetIdentityFeedbackForwardingEnabled",
+    ]
     topic = stage.arn("sns", "SESIssues")
     held = ses_backend(stage).sns_topics[DOMAIN]  # what moto stored, not what our read returns
     assert held["Bounce"] == topic and held["Complaint"] == topic and "Delivery" not in held
     assert held["feedback_forwarding_enabled"] is False
-    assert not [call for call in call_log.calls if call[0] == "route53"], "no zone managed: no DNS call"
 
     call_log.clear()
     second = converge(stage, "ses")
@@ -87,6 +113,7 @@ def test_creates_the_identity_with_dkim_and_bounce_and_complaint_topics_once(mak
 def test_topic_removed_and_forwarding_turned_on_by_hand_are_repaired(make_stage) -> None:
     stage = make_stage("dev")
     ready(stage)
+    verify(stage)
     converge(stage, "ses")
     client = stage.client("ses")
     client.set_identity_notification_topic(Identity=DOMAIN, NotificationType="Complaint")
@@ -95,7 +122,7 @@ def test_topic_removed_and_forwarding_turned_on_by_hand_are_repaired(make_stage)
     drifted = converge(stage, "ses")
 
     assert operations(drifted.resources) == ["SetIdentityNotificationTopic"]
-    assert drifted.resources[0].steps[0].params["NotificationType"] == "Complaint"
+    assert drifted.resources[1].steps[0].params["NotificationType"] == "Complaint"
     assert notifications(stage)["ComplaintTopic"] == stage.arn("sns", "SESIssues")
 
     client.set_identity_feedback_forwarding_enabled(Identity=DOMAIN, ForwardingEnabled=True)
@@ -115,7 +142,10 @@ def test_records_are_written_to_the_hosted_zone_once_and_kept(make_stage, config
 
     first = converge(stage, "ses")
 
-    assert [r.name for r in first.resources] == [DOMAIN, f"{DOMAIN} records"]
+    assert [r.name for r in first.resources] == [DOMAIN, f"{DOMAIN} records", f"{DOMAIN} notifications"]
+    # The records written in this run verify the identity, so its notifications follow in the same run.
+    assert first.calls == 2 + 1 + 3
+    assert notifications(stage)["BounceTopic"] == stage.arn("sns", "SESIssues")
     assert operations(first.resources, f"{DOMAIN} records") == ["ChangeResourceRecordSets"]
     client = stage.client("ses")
     token = client.get_identity_verification_attributes(Identities=[DOMAIN])["VerificationAttributes"][
@@ -171,12 +201,13 @@ def test_without_a_zone_create_and_status_hand_the_records_to_the_operator(make_
 
     ses.create(Context(), stage="dev", json=True)
     created = json.loads(capsys.readouterr().out)
-    assert created["calls_made"] == 5
+    assert created["calls_made"] == 2, "notification settings wait for verification"
     assert len(created["dns_records"]) == 4
 
     ses.status(Context(), stage="dev", json=True)
     document = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in document["resources"]] == [DOMAIN]
+    assert [r["name"] for r in document["resources"]] == [DOMAIN, f"{DOMAIN} notifications"]
+    assert document["resources"][1]["state"] == "pending"
     records = {(r["name"], r["type"]): r["values"] for r in document["dns_records"]}
     assert len(records) == 4
     token = ses.read_identity(stage, DOMAIN).token
@@ -188,25 +219,30 @@ def test_without_a_zone_create_and_status_hand_the_records_to_the_operator(make_
     assert text.count("._domainkey.") == 3
 
 
-def test_pending_verification_is_shown_but_not_repaired(make_stage, monkeypatch) -> None:
+def test_pending_verification_is_shown_but_not_repaired(make_stage) -> None:
     stage = make_stage("dev")
     ready(stage)
     converge(stage, "ses")
-    from moto.ses.models import SESBackend
-
-    original = SESBackend.get_identity_verification_attributes
-
-    def pending(self: SESBackend, identities: list[str] | None = None) -> dict:
-        # Moto reports every identity verified at once; AWS starts at Pending.
-        return {k: {**v, "VerificationStatus": "Pending"} for k, v in original(self, identities).items()}
-
-    monkeypatch.setattr(SESBackend, "get_identity_verification_attributes", pending)
 
     again = converge(stage, "ses")
 
     assert changed(again.resources) == []
     assert again.resources[0].state == "present"
     assert again.resources[0].detail == "pending verification: add 4 DNS records"
+
+
+def test_the_rest_of_the_stack_converges_while_ses_waits_for_verification(make_stage, call_log) -> None:
+    """On AWS, verification takes hours: `up` must not fail at SES meanwhile."""
+    stage = make_stage("dev", log=call_log)
+    ready(stage)
+
+    outcome = converge(stage, "ses", "sqs")
+
+    names = [r.name for r in outcome.resources]
+    assert "iotile-worker-dev" in names and f"{DOMAIN} notifications" in names
+    assert stage.client("sqs").get_queue_url(QueueName="iotile-worker-dev")["QueueUrl"]
+    refused = [c for c in call_log.calls if c[1].startswith("SetIdentity")]
+    assert refused == [], "no notification call reaches SES before verification"
 
 
 def test_describe_records_gives_zone_file_lines() -> None:

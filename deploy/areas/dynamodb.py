@@ -53,6 +53,9 @@ NAMESPACE = "dynamodb"
 # States in which the setting is on, or on its way there: asking again would be refused.
 SSE_ON = frozenset({"ENABLED", "ENABLING", "UPDATING"})
 TTL_ON = frozenset({"ENABLED", "ENABLING"})
+TTL_CHANGING = frozenset({"ENABLING", "DISABLING"})
+# Refusals that only mean "not yet": point-in-time recovery right after CreateTable, for a while.
+RETRY_CODES = {"UpdateContinuousBackups": ("ContinuousBackupsUnavailableException",)}
 TABLE_FAILED = frozenset({"INACCESSIBLE_ENCRYPTION_CREDENTIALS", "ARCHIVING", "ARCHIVED", "DELETING"})
 
 
@@ -329,7 +332,8 @@ class TableSteps:
         if self.busy:
             self.steps.append(wait_until_active(self.spec.name))
             self.busy = False
-        self.steps.append(Call(service, operation, params, self.spec.name, reason))
+        retry = RETRY_CODES.get(operation, ())
+        self.steps.append(Call(service, operation, params, self.spec.name, reason, retry_codes=retry))
         self.busy = changes_table
 
     def table(self, operation: str, reason: str, **params: Any) -> None:
@@ -456,16 +460,20 @@ def plan_ttl(out: TableSteps, state: TableState) -> None:
     if attribute is None:
         return
     status, current = state.ttl.get("TimeToLiveStatus", "DISABLED"), state.ttl.get("AttributeName")
-    if status in TTL_ON and current == attribute:
+    if status in TTL_CHANGING or (status in TTL_ON and current == attribute):
+        # While AWS is still switching TTL it refuses another change: the next run looks again.
         return
     if status in TTL_ON:
-        # One attribute at a time: the old one goes first.
+        # One attribute at a time, and AWS refuses a second UpdateTimeToLive for about an hour:
+        # this run turns the old one off, a run an hour later turns the new one on.
         out.table(
             "UpdateTimeToLive",
-            f"TTL is on {current}, config wants {attribute}",
+            f"TTL is on {current}, config wants {attribute}: turning it off; rerun after about an "
+            f"hour to turn it on for {attribute}",
             TableName=out.spec.name,
             TimeToLiveSpecification={"Enabled": False, "AttributeName": current},
         )
+        return
     out.table(
         "UpdateTimeToLive",
         f"items do not expire on {attribute}",

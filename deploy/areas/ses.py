@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import deploy_task
-from deploy.plan import Call, Resource, converge
+from deploy.plan import Call, Check, Resource, converge
 
 if TYPE_CHECKING:
     from deploy.areas.dns import Record
@@ -103,17 +104,53 @@ def plan_identity(spec: IdentitySpec, state: IdentityState) -> Resource:
     elif not state.dkim_enabled:
         params = {"Identity": domain, "DkimEnabled": True}
         steps.append(Call("ses", "SetIdentityDkimEnabled", params, domain, "DKIM signing is off"))
+    return converge(AREA, "domain identity", domain, steps, exists=state.exists, detail=_detail(spec, state))
+
+
+def notification_calls(spec: IdentitySpec, state: IdentityState) -> list[Call]:
+    """Bounces and complaints to SESIssues, and no feedback by email. AWS takes these for a
+    verified identity only."""
+    domain, calls = spec.domain, []
     for kind in NOTIFICATION_TYPES:
         if state.topics.get(kind) != spec.topic_arn:
             params = {"Identity": domain, "NotificationType": kind, "SnsTopic": spec.topic_arn}
             reason = f"{kind.lower()} notifications not sent to {spec.topic_arn.rsplit(':', 1)[-1]}"
-            steps.append(Call("ses", "SetIdentityNotificationTopic", params, domain, reason))
+            calls.append(Call("ses", "SetIdentityNotificationTopic", params, domain, reason))
     if state.forwarding:
-        # Only once both topics are set (the steps above run first): AWS refuses it otherwise.
+        # Only once both topics are set (the calls above run first): AWS refuses it otherwise.
         params = {"Identity": domain, "ForwardingEnabled": False}
         reason = "feedback also forwarded by email"
-        steps.append(Call("ses", "SetIdentityFeedbackForwardingEnabled", params, domain, reason))
-    return converge(AREA, "domain identity", domain, steps, exists=state.exists, detail=_detail(spec, state))
+        calls.append(Call("ses", "SetIdentityFeedbackForwardingEnabled", params, domain, reason))
+    return calls
+
+
+def notifications_name(domain: str) -> str:
+    return f"{domain} notifications"
+
+
+def plan_notifications(
+    spec: IdentitySpec, state: IdentityState, verifying: bool, after: Sequence[str]
+) -> Resource:
+    """The notification settings of a verified identity. While verification is pending they wait:
+    when this run starts it (or writes its records), behind a check that lets the rest of the stack
+    converge if SES has not verified it by then; otherwise they are reported as pending, with the
+    records to add, and planned once SES says `Success`."""
+    name, calls = notifications_name(spec.domain), notification_calls(spec, state)
+    detail = f"bounces and complaints to {spec.topic_arn.rsplit(':', 1)[-1]}"
+    if state.verification == "Success" or not calls:
+        return converge(AREA, "notifications", name, calls, exists=True, detail=detail, depends_on=after)
+    if verifying:
+        check = Check(
+            name,
+            "SES takes notification settings only once the identity is verified",
+            lambda later: read_identity(later, spec.domain).verification,
+            frozenset({"Success"}),
+        )
+        return converge(AREA, "notifications", name, [check, *calls], exists=True, depends_on=after)
+    records = len(identity_records(spec.domain, state))
+    where = "in the hosted zone" if spec.hosted_zone else "at your DNS provider"
+    waiting = f"pending verification ({state.verification or 'NotStarted'}): {records} DNS records {where}"
+    return Resource(AREA, "notifications", name, "pending", (), (waiting,), detail, tuple(after))
 
 
 def _detail(spec: IdentitySpec, state: IdentityState) -> str:
@@ -163,10 +200,12 @@ def plan_dns_records(stage: Stage, spec: IdentitySpec, state: IdentityState, ide
 def plan(stage: Stage) -> list[Resource]:
     spec = identity_spec(stage)
     state = read_identity(stage, spec.domain)
-    identity = plan_identity(spec, state)
-    if spec.hosted_zone is None:
-        return [identity]
-    return [identity, plan_dns_records(stage, spec, state, identity)]
+    resources = [plan_identity(spec, state)]
+    if spec.hosted_zone is not None:
+        resources.append(plan_dns_records(stage, spec, state, resources[0]))
+    verifying = any(resource.calls for resource in resources)
+    after = [resource.name for resource in resources]
+    return [*resources, plan_notifications(spec, state, verifying, after)]
 
 
 def operator_records(stage: Stage) -> list[Record]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins, fixes
+from deploy.emulator import fillins, fixes, strict
 from deploy.emulator.calls import RequestLog, describe_call, is_form, read_body
 
 StartResponse = Callable[..., Any]
@@ -85,6 +85,7 @@ def build_app() -> EmulatorApp:
 
     fillins.load_builtin_fillins()
     fixes.apply()
+    strict.apply()
     return EmulatorApp(DomainDispatcherApplication(create_backend_app))
 
 

@@ -1,0 +1,251 @@
+"""Rules that make moto 5.2.5 as strict as AWS where it is lenient, for the emulator and the unit
+tests alike.
+
+The fixes in fixes.py make moto complete; these make it refuse what AWS refuses, or take the time AWS
+takes, so code that would fail on a real account fails here first. Each rule is a function named
+after what it enforces; its docstring says what AWS does and what moto did instead. `apply()`
+installs them all, once per process, with the same checks as the fixes (a moto upgrade that renamed
+what a rule wraps fails loudly). Time-bound rules read `clock`, which tests move forward.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from deploy.emulator.fixes import _wrapped
+
+_lock = threading.Lock()
+_applied: set[str] = set()
+
+# AWS refuses a second UpdateTimeToLive on a table for about an hour after a change.
+TTL_CHANGE_INTERVAL_SECONDS = 3600.0
+# AWS refuses point-in-time recovery for a while after CreateTable (minutes at most). The emulator
+# keeps the window short so `up` on the local stage stays quick, but long enough that code which
+# does not retry fails.
+PITR_UNAVAILABLE_SECONDS = 1.0
+# PostgreSQL versions RDS still creates new instances with (from `aws rds describe-db-engine-versions
+# --engine postgres`, late 2026): major -> the oldest minor still offered. A major alone is accepted
+# (RDS picks its default minor); an older minor, or a major no longer offered, is refused.
+POSTGRES_OLDEST_MINOR = {"14": 17, "15": 12, "16": 8, "17": 4}
+
+
+class Clock:
+    """Wall time, plus however far the tests moved it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def reset(self) -> None:
+        self.offset = 0.0
+
+
+clock = Clock()
+
+
+# -- SES: identities are verified by DNS, and only verified ones take notification settings ------
+
+
+def _txt_values(record_set: Any) -> set[str]:
+    values = set()
+    for record in record_set.records or ():
+        value = record.get("Value", "") if isinstance(record, dict) else str(record)
+        values.add(value.strip().strip('"'))
+    return values
+
+
+def ses_record_exists(account_id: str, domain: str, token: str) -> bool:
+    """Whether any hosted zone of the account holds `_amazonses.<domain>` TXT with the token."""
+    from moto.route53.models import route53_backends
+
+    wanted = f"_amazonses.{domain}".rstrip(".").lower()
+    for backend in route53_backends[account_id].values():
+        for zone in backend.zones.values():
+            for record_set in zone.rrsets:
+                name = record_set.name.rstrip(".").lower()
+                if record_set.type == "TXT" and name == wanted and token in _txt_values(record_set):
+                    return True
+    return False
+
+
+def _is_verified(backend: Any, identity: str, token: str) -> bool:
+    if identity in getattr(backend, "verified_by_control", set()):
+        return True
+    return "@" not in identity and ses_record_exists(backend.account_id, identity, token)
+
+
+def mark_verified(backend: Any, identity: str) -> None:
+    """The control call: verify an identity without its DNS record (an email address, say)."""
+    if not hasattr(backend, "verified_by_control"):
+        backend.verified_by_control = set()
+    backend.verified_by_control.add(identity)
+
+
+def _verification_by_dns(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_identity_verification_attributes(self: Any, identities: list[str] | None = None) -> Any:
+        result = original(self, identities)
+        for identity, attributes in result.items():
+            verified = _is_verified(self, identity, attributes.get("VerificationToken", ""))
+            attributes["VerificationStatus"] = "Success" if verified else "Pending"
+        return result
+
+    return get_identity_verification_attributes
+
+
+def _verified_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def only_verified(self: Any, identity: str, *args: Any, **kwargs: Any) -> Any:
+        from moto.ses.exceptions import InvalidParameterValue
+
+        status = self.get_identity_verification_attributes([identity]).get(identity, {})
+        if status.get("VerificationStatus") != "Success":
+            raise InvalidParameterValue(
+                f"Identity <{identity}> is invalid. Must be a verified email address or domain."
+            )
+        return original(self, identity, *args, **kwargs)
+
+    return only_verified
+
+
+def rule_ses_identities_verify_by_dns() -> None:
+    """AWS: a domain identity stays `Pending` until SES finds its `_amazonses` TXT record (hours, up
+    to 72), and SetIdentityNotificationTopic / SetIdentityFeedbackForwardingEnabled accept only a
+    verified identity. moto: every identity is `Success` at once and both calls always pass. Here:
+    `Pending` until the record exists in one of the emulator's hosted zones (or mark_verified)."""
+    from moto.ses.models import SESBackend
+
+    name = "rule_ses_identities_verify_by_dns"
+    _wrapped(SESBackend, "get_identity_verification_attributes", name, _verification_by_dns)
+    _wrapped(SESBackend, "set_identity_notification_topic", name, _verified_only)
+    _wrapped(SESBackend, "set_identity_feedback_forwarding_enabled", name, _verified_only)
+
+
+# -- DynamoDB: TTL changes once an hour, point-in-time recovery not right after CreateTable ------
+
+
+def _validation(message: str) -> Exception:
+    from moto.dynamodb.exceptions import MockValidationException
+
+    return MockValidationException(message)
+
+
+def _ttl_once_an_hour(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_time_to_live(self: Any, table_name: str, ttl_spec: dict[str, Any]) -> None:
+        table = self.get_table(table_name)
+        changed_at = getattr(table, "ttl_changed_at", None)
+        if changed_at is not None and clock.now() - changed_at < TTL_CHANGE_INTERVAL_SECONDS:
+            raise _validation("Time to live has been modified multiple times within a fixed interval")
+        original(self, table_name, ttl_spec)
+        table.ttl_changed_at = clock.now()
+
+    return update_time_to_live
+
+
+def rule_dynamodb_ttl_once_an_hour() -> None:
+    """AWS: after UpdateTimeToLive, another one on the same table is refused (ValidationException)
+    for about an hour. moto: any number of changes pass, so disable-then-enable in one run works."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    _wrapped(DynamoDBBackend, "update_time_to_live", "rule_dynamodb_ttl_once_an_hour", _ttl_once_an_hour)
+
+
+def _remember_creation(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_table(self: Any, name: str, **params: Any) -> Any:
+        table = original(self, name, **params)
+        table.created_at_clock = clock.now()
+        return table
+
+    return create_table
+
+
+def _pitr_not_yet(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_continuous_backups(self: Any, table_name: str, point_in_time_spec: dict[str, Any]) -> Any:
+        from moto.dynamodb.exceptions import DynamodbException
+
+        table = self.get_table(table_name)
+        created = getattr(table, "created_at_clock", None)
+        enabling = point_in_time_spec.get("PointInTimeRecoveryEnabled")
+        if enabling and created is not None and clock.now() - created < PITR_UNAVAILABLE_SECONDS:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#ContinuousBackupsUnavailableException",
+                "Backups are being enabled for the table: try again in a few minutes",
+            )
+        return original(self, table_name, point_in_time_spec)
+
+    return update_continuous_backups
+
+
+def rule_dynamodb_pitr_after_create() -> None:
+    """AWS: UpdateContinuousBackups right after CreateTable may be refused with
+    ContinuousBackupsUnavailableException while backups are being set up. moto: always accepted."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    name = "rule_dynamodb_pitr_after_create"
+    _wrapped(DynamoDBBackend, "create_table", name, _remember_creation)
+    _wrapped(DynamoDBBackend, "update_continuous_backups", name, _pitr_not_yet)
+
+
+# -- RDS: only engine versions AWS still offers ----------------------------------------------------
+
+
+def postgres_version_refusal(version: str | None) -> str | None:
+    """Why RDS would refuse to create PostgreSQL `version`, or None when it would accept it."""
+    if not version:
+        return None
+    major, _, minor = version.partition(".")
+    offered = ", ".join(f"{m} (from {m}.{n})" for m, n in POSTGRES_OLDEST_MINOR.items())
+    if major not in POSTGRES_OLDEST_MINOR:
+        return f"Cannot find version {version} for postgres (offered: {offered})"
+    if minor and (not minor.isdigit() or int(minor) < POSTGRES_OLDEST_MINOR[major]):
+        return f"Cannot find version {version} for postgres (offered: {offered})"
+    return None
+
+
+def _offered_versions_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
+        from moto.rds.exceptions import InvalidParameterCombination
+
+        if db_kwargs.get("engine") == "postgres":
+            refusal = postgres_version_refusal(db_kwargs.get("engine_version"))
+            if refusal:
+                raise InvalidParameterCombination(refusal)
+        return original(self, db_kwargs)
+
+    return create_db_instance
+
+
+def rule_rds_offered_engine_versions() -> None:
+    """AWS: CreateDBInstance refuses an engine version it no longer offers for new instances (an
+    old minor such as 16.4) with InvalidParameterCombination; a major alone gets the default minor.
+    moto: any version string is accepted."""
+    from moto.rds.models import RDSBackend
+
+    _wrapped(RDSBackend, "create_db_instance", "rule_rds_offered_engine_versions", _offered_versions_only)
+
+
+RULES: tuple[Callable[[], None], ...] = (
+    rule_ses_identities_verify_by_dns,
+    rule_dynamodb_ttl_once_an_hour,
+    rule_dynamodb_pitr_after_create,
+    rule_rds_offered_engine_versions,
+)
+
+
+def apply() -> None:
+    """Install every rule; a second call changes nothing."""
+    with _lock:
+        for rule in RULES:
+            if rule.__name__ not in _applied:
+                rule()
+                _applied.add(rule.__name__)
+
+
+def applied() -> list[str]:
+    return sorted(_applied)
