@@ -46,6 +46,24 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
+def publish_verification_record(client: Any, domain: str) -> None:
+    """What SES needs before it takes notification settings (the emulator is as strict as AWS):
+    the identity's `_amazonses` TXT record in a hosted zone."""
+    token = client("ses").get_identity_verification_attributes(Identities=[domain])["VerificationAttributes"][
+        domain
+    ]["VerificationToken"]
+    route53 = client("route53")
+    zone = route53.create_hosted_zone(Name=domain.split(".", 1)[1], CallerReference=domain)["HostedZone"]
+    record = {
+        "Name": f"_amazonses.{domain}",
+        "Type": "TXT",
+        "TTL": 300,
+        "ResourceRecords": [{"Value": f'"{token}"'}],
+    }
+    change = {"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]}
+    route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=change)
+
+
 def default_subnets(ec2: Any) -> list[str]:
     return sorted(
         subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"] if subnet["DefaultForAz"]
@@ -261,6 +279,7 @@ def test_sqs_set_queue_attributes_keeps_what_it_does_not_name(client) -> None:
 def test_ses_notification_topics_read_back(client) -> None:
     ses, sns = client("ses"), client("sns")
     ses.verify_domain_identity(Domain="notify.example.com")
+    publish_verification_record(client, "notify.example.com")
     topic = sns.create_topic(Name="SESIssues")["TopicArn"]
     for kind in ("Bounce", "Complaint"):
         ses.set_identity_notification_topic(
@@ -314,6 +333,7 @@ def test_the_emulator_serves_the_fixes_over_http(emulator: EmulatorServer) -> No
     assert error_code(missing) == "ClusterSubnetGroupNotFoundFault"
     ses = client("ses")
     ses.verify_domain_identity(Domain="notify.example.com")
+    publish_verification_record(client, "notify.example.com")
     topic = client("sns").create_topic(Name="SESIssues")["TopicArn"]
     ses.set_identity_notification_topic(
         Identity="notify.example.com", NotificationType="Bounce", SnsTopic=topic

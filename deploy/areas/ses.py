@@ -138,7 +138,9 @@ def plan_notifications(
     name, calls = notifications_name(spec.domain), notification_calls(spec, state)
     detail = f"bounces and complaints to {spec.topic_arn.rsplit(':', 1)[-1]}"
     if state.verification == "Success" or not calls:
-        return converge(AREA, "notifications", name, calls, exists=True, detail=detail, depends_on=after)
+        return converge(
+            AREA, "notifications", name, calls, exists=state.exists, detail=detail, depends_on=after
+        )
     if verifying:
         check = Check(
             name,
@@ -146,7 +148,8 @@ def plan_notifications(
             lambda later: read_identity(later, spec.domain).verification,
             frozenset({"Success"}),
         )
-        return converge(AREA, "notifications", name, [check, *calls], exists=True, depends_on=after)
+        steps = [check, *calls]
+        return converge(AREA, "notifications", name, steps, exists=state.exists, depends_on=after)
     records = len(identity_records(spec.domain, state))
     where = "in the hosted zone" if spec.hosted_zone else "at your DNS provider"
     waiting = f"pending verification ({state.verification or 'NotStarted'}): {records} DNS records {where}"
