@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -14,6 +16,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,6 +55,46 @@ class Buckets(Section):
     timeseries_kinesis: Bucket
 
 
+# Plain http is for a developer's own machine only; anywhere else it lets a network attacker
+# inject pages that then upload with the user's credentials.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ORIGIN_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
+
+
+def _origin_problem(origin: str) -> str | None:
+    """What is wrong with one CORS origin, or None. Browsers send `Origin: scheme://host[:port]`
+    (lowercase, no default port) and S3 compares it literally, so any other spelling never matches."""
+    if "*" in origin:
+        return "must be an https:// origin, not a wildcard"
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not an origin: {exc}"
+    host = parts.hostname or ""
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user name or password"
+    if parts.scheme not in DEFAULT_PORTS or not host:
+        return "must be an https:// origin such as https://iotile.cloud"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return "must be https:// (plain http only for localhost or 127.0.0.1)"
+    if parts.path or parts.query or parts.fragment:
+        return "must be scheme://host[:port] only, with no path, query or fragment"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not ORIGIN_HOST.fullmatch(host):
+            return f"has an invalid host {host!r}"
+    else:
+        host = f"[{host}]" if address.version == 6 else host
+    shown_port = f":{port}" if port is not None and port != DEFAULT_PORTS[parts.scheme] else ""
+    canonical = f"{parts.scheme}://{host}{shown_port}"
+    if origin != canonical:
+        return f"must be written {canonical!r}, as browsers send it"
+    return None
+
+
 class S3(Section):
     kms_key: str | None = None
     abort_multipart_days: int = Field(ge=1, le=365)
@@ -61,10 +104,11 @@ class S3(Section):
 
     @field_validator("cors_origins")
     @classmethod
-    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+    def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
-            if origin == "*" or not origin.startswith(("https://", "http://localhost")):
-                raise ValueError(f"CORS origin {origin!r} must be an https:// origin, not a wildcard")
+            problem = _origin_problem(origin)
+            if problem:
+                raise ValueError(f"CORS origin {origin!r} {problem}")
         return origins
 
 
@@ -107,13 +151,51 @@ class Secrets(Section):
     prefix: names.ParameterPrefix
     kms_key: str = Field(min_length=1)
     required: list[names.SecretName] = []
+    # Which role reads which secret, by exact name (IAM grants each role these parameters and no
+    # other): `app` the Beanstalk instances, `workers` the ECS task role, `worker_task_definition`
+    # what the ECS agent injects into the worker container (execution role), then one list per
+    # Lambda function. A reader not listed reads nothing.
+    readers: dict[
+        Literal[
+            "app",
+            "workers",
+            "worker_task_definition",
+            "health",
+            "process_upload_sxd",
+            "s3image",
+            "delete_s3_obj",
+        ],
+        list[names.SecretName],
+    ] = {}
+
+
+# The only ranges an SSH source may be wider than network.ssh_min_prefix: RFC 1918 and IPv6
+# unique local addresses. Not ipaddress.is_private, which on some Python versions also counts
+# 2001::/23 (Teredo tunnels to public hosts among them) and changes between versions.
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
 
 
 class Network(Section):
+    # An existing VPC and its private subnets; when null, the network area makes the stage's own VPC
+    # (never the default VPC: its subnets are public).
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
     subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    # The stage's own VPC: its Name tag (its parts are named after it), address range and zones.
+    vpc_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    cidr: str = "10.20.0.0/16"
+    zones: int = Field(default=2, ge=2, le=6)
+    # Outbound access of its private subnets: a NAT gateway per zone, one shared by all zones, or
+    # none, with VPC endpoints for the AWS APIs the instances call instead.
+    nat: Literal["per_zone", "shared", "none"] = "shared"
+    endpoints: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,62}$")]] = []
+    # Port 80 out of the application group, beside 443 (Amazon Linux 2 yum mirrors are plain http).
+    http_egress: bool = False
     app_security_group: names.GroupName
     data_security_group: names.GroupName
+    # Declared before ssh_cidrs, whose validator reads it.
+    ssh_min_prefix: int = Field(default=16, ge=8, le=32)
     ssh_cidrs: list[str] = []
     db_subnet_group: names.DbIdentifier
     redshift_subnet_group: names.RedshiftIdentifier
@@ -121,7 +203,9 @@ class Network(Section):
 
     @field_validator("ssh_cidrs")
     @classmethod
-    def _private_ssh(cls, cidrs: list[str]) -> list[str]:
+    def _private_ssh(cls, cidrs: list[str], info: ValidationInfo) -> list[str]:
+        # Absent when ssh_min_prefix itself is invalid: that error is reported first.
+        min_prefix = info.data.get("ssh_min_prefix")
         for cidr in cidrs:
             try:
                 network = ipaddress.ip_network(cidr, strict=True)
@@ -129,7 +213,47 @@ class Network(Section):
                 raise ValueError(f"SSH CIDR {cidr!r} is not a network: {exc}") from None
             if network.prefixlen == 0:
                 raise ValueError(f"SSH CIDR {cidr!r} would open SSH to the whole internet")
+            if min_prefix is None or any(
+                network.version == p.version and network.subnet_of(p) for p in PRIVATE_NETWORKS
+            ):
+                continue
+            # An IPv6 site gets a /48 where an IPv4 organisation gets a /16: same rule, 32 bits on.
+            limit = min_prefix if network.version == 4 else min_prefix + 32
+            if network.prefixlen < limit:
+                raise ValueError(
+                    f"SSH CIDR {cidr!r} is wider than /{limit} (network.ssh_min_prefix is "
+                    f"{min_prefix}) and not inside a private range (10.0.0.0/8, 172.16.0.0/12, "
+                    "192.168.0.0/16, fc00::/7): list narrower ranges"
+                )
         return cidrs
+
+    @field_validator("cidr")
+    @classmethod
+    def _vpc_cidr(cls, cidr: str) -> str:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"VPC CIDR {cidr!r} is not a network: {exc}") from None
+        # Each zone gets a private and a public subnet of 1/16 of the range: /22 leaves them 64 addresses.
+        rfc1918 = [ipaddress.ip_network(r) for r in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+        private = network.version == 4 and any(network.subnet_of(r) for r in rfc1918)  # type: ignore[arg-type]
+        if not private or not 16 <= network.prefixlen <= 22:
+            raise ValueError(
+                f"VPC CIDR {cidr!r} must be a range from /16 to /22 inside 10.0.0.0/8, 172.16.0.0/12 "
+                "or 192.168.0.0/16"
+            )
+        return cidr
+
+    @model_validator(mode="after")
+    def _existing_vpc(self) -> Network:
+        if self.vpc_id and not self.subnet_ids:
+            raise ValueError(
+                f"network.vpc_id {self.vpc_id} needs network.subnet_ids: its private subnets "
+                "(no route to an internet gateway), in two or more zones"
+            )
+        if self.subnet_ids and not self.vpc_id:
+            raise ValueError("network.subnet_ids needs network.vpc_id: the VPC those subnets are in")
+        return self
 
 
 class LambdaRoles(Section):
@@ -153,8 +277,12 @@ class Iam(Section):
     dev_policy: names.IamName
     production_policy: names.IamName
     credentials_policy: names.IamName
+    worker_credentials_policy: names.IamName
+    beanstalk_instance_policy: names.IamName
     streamer_upload_policy: names.IamName
     search_policy: names.IamName
+    # Developers' read access to this stage's data needs an MFA session (production's data).
+    dev_requires_mfa: bool = True
 
 
 class Capacity(Section):

@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.aws import dns_suffix, partition
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -20,12 +22,36 @@ STAGING_BUCKETS = ("stream_in", "timeseries_kinesis")
 LIST_FIELDS = ("Action", "NotAction", "Resource", "NotResource", "AWS", "Service")
 
 
-def partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
+def known_secrets(stage: Stage) -> set[str]:
+    """Every secret config names: the required ones and the data stores' generated ones."""
+    config = stage.config
+    return {
+        *config.secrets.required,
+        config.rds.master_password_secret,
+        config.redshift.stream_data.password_secret,
+        config.redshift.timeseries.password_secret,
+        config.redis.auth_token_secret,
+    }
+
+
+def secret_arns(stage: Stage, reader: str) -> list[str]:
+    """The exact parameter ARNs one reader (a key of secrets.readers) may read; [] for none."""
+    from deploy.errors import ConfigError
+
+    config = stage.config
+    readers: dict[str, list[str]] = dict(config.secrets.readers)
+    wanted = readers.get(reader, [])
+    unknown = sorted(set(wanted) - known_secrets(stage))
+    if unknown:
+        # A misspelt or renamed name would grant a parameter nothing stores, and the role would
+        # lack the one it needs: say so instead.
+        raise ConfigError(
+            "config",
+            f"secrets.readers.{reader}",
+            f"{', '.join(unknown)} is neither in secrets.required nor a data store's secret",
+        )
+    base = f"arn:{partition(stage.region)}:ssm:{stage.region}:{stage.account_id}:parameter"
+    return [f"{base}{config.secrets.prefix}/{name}" for name in sorted(set(wanted))]
 
 
 def log_groups(stage: Stage) -> dict[str, str]:
@@ -47,8 +73,17 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
         keep_trailing_newline=True,
     )
-    env.filters["bucket_arn"] = lambda bucket: f"arn:aws:s3:::{bucket}"
-    env.filters["object_arn"] = lambda bucket, key: f"arn:aws:s3:::{bucket}/{key}"
+
+    @jinja2.pass_context
+    def bucket_arn(context: Any, bucket: str) -> str:
+        return f"arn:{context['partition']}:s3:::{bucket}"
+
+    @jinja2.pass_context
+    def object_arn(context: Any, bucket: str, key: str) -> str:
+        return f"arn:{context['partition']}:s3:::{bucket}/{key}"
+
+    env.filters["bucket_arn"] = bucket_arn
+    env.filters["object_arn"] = object_arn
     return env
 
 
@@ -69,6 +104,7 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
 
     topic_arns = {key: arn("sns", name) for key, name in topics.items()}
     groups = log_groups(stage)
+    eb, cluster = config.eb, config.ecs.cluster
     read_groups = [
         groups["worker"],
         groups["firehose"],
@@ -94,12 +130,22 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
         ],
         "ses_identity_arn": arn("ses", f"identity/{config.ses.domain}"),
         "metrics_namespace": f"IOTileCloud/{stage.name}",
-        "parameter_prefix": config.secrets.prefix,
         "ecr_repository": config.ecs.repository,
         "search_domain": config.search.domain,
         "log_groups": groups,
         "log_group_arns": [log_group_arn(name) + ":*" for name in read_groups],
         "log_group_arn": log_group_arn,
+        "sns_endpoint": f"sns.{region}.{dns_suffix(region)}",
+        "ssm_endpoint": f"ssm.{region}.{dns_suffix(region)}",
+        "any_key_arn": arn("kms", "key/*"),
+        # Beanstalk keeps every stage's bundles, environment files and logs in this one bucket.
+        "eb_bucket": f"elasticbeanstalk-{region}-{account}",
+        "eb_application": eb.application,
+        "eb_application_arn": arn("elasticbeanstalk", f"application/{eb.application}"),
+        "eb_environment_arn": arn("elasticbeanstalk", f"environment/{eb.application}/{eb.environment}"),
+        "ecs_cluster_arn": arn("ecs", f"cluster/{cluster}"),
+        "ecs_container_instance_arns": arn("ecs", f"container-instance/{cluster}/*"),
+        "secret_arns": [],
         **extra,
     }
 

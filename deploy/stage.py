@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deploy.aws import partition
 from deploy.config import StageConfig, default_stage, load_config
 from deploy.errors import DeployError
 
@@ -114,7 +115,7 @@ class Stage:
 
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         where = self.region if region else ""
-        return f"arn:aws:{service}:{where}:{self.account_id}:{resource}"
+        return f"arn:{partition(self.region)}:{service}:{where}:{self.account_id}:{resource}"
 
 
 def resolve_endpoint(config: StageConfig) -> str | None:

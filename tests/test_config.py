@@ -101,3 +101,103 @@ def test_error_in_defaults_names_defaults(config_copy) -> None:
         load_config("dev", folder)
     assert error.value.path.endswith("defaults.yaml")
     assert error.value.key == "sqs.max_receive_count"
+
+
+GOOD_ORIGINS = [
+    "https://iotile.cloud",
+    "https://app.iotile.cloud:8443",
+    "http://localhost",
+    "http://localhost:3000",
+    "http://127.0.0.1:8000",
+    "https://[::1]:8443",
+]
+
+
+@pytest.mark.parametrize("origin", GOOD_ORIGINS)
+def test_cors_origin_accepted(config_copy, origin: str) -> None:
+    config = load_config("dev", config_copy("dev", f"s3:\n  cors_origins: ['{origin}']\n"))
+    assert config.s3.cors_origins == [origin]
+
+
+@pytest.mark.parametrize(
+    ("origin", "problem"),
+    [
+        ("http://localhost.evil.example", "must be https:// (plain http only for localhost or 127.0.0.1)"),
+        ("http://127.0.0.1.evil.example", "must be https://"),
+        ("http://evil.example", "must be https://"),
+        ("http://localhost@evil.example", "must not hold a user name"),
+        ("https://user:pw@iotile.cloud", "must not hold a user name"),
+        ("*", "not a wildcard"),
+        ("https://*.iotile.cloud", "not a wildcard"),
+        ("iotile.cloud", "must be an https:// origin"),
+        ("ftp://iotile.cloud", "must be an https:// origin"),
+        ("https://", "must be an https:// origin"),
+        ("https://iotile.cloud/", "no path, query or fragment"),
+        ("https://iotile.cloud/upload", "no path, query or fragment"),
+        ("https://iotile.cloud?x=1", "no path, query or fragment"),
+        ("https://iotile.cloud#top", "no path, query or fragment"),
+        ("https://IoTile.cloud", "must be written 'https://iotile.cloud'"),
+        ("https://iotile.cloud:443", "must be written 'https://iotile.cloud'"),
+        ("https://iotile.cloud:99999", "is not an origin"),
+        ("https://iotile_cloud.com", "invalid host"),
+    ],
+)
+def test_cors_origin_refused_naming_file_and_key(config_copy, origin: str, problem: str) -> None:
+    folder = config_copy("dev", f"s3:\n  cors_origins: ['https://iotile.cloud', '{origin}']\n")
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", folder)
+    assert (error.value.path.endswith("dev.yaml"), error.value.key) == (True, "s3.cors_origins")
+    assert error.value.message.startswith(f"CORS origin {origin!r} ")
+    assert problem in error.value.message
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "min_prefix"),
+    [
+        (["203.0.113.0/24", "198.51.100.7/32"], None),
+        (["198.51.0.0/16"], None),
+        (["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"], None),
+        (["2001:db8:1::/48"], None),
+        (["203.0.113.0/28"], 28),
+        (["10.0.0.0/8"], 28),
+    ],
+)
+def test_ssh_cidrs_accepted(config_copy, cidrs: list[str], min_prefix: int | None) -> None:
+    text = f"network:\n  ssh_cidrs: {cidrs}\n"
+    if min_prefix is not None:
+        text += f"  ssh_min_prefix: {min_prefix}\n"
+    config = load_config("prod", config_copy("prod", text))
+    assert config.network.ssh_cidrs == cidrs
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "min_prefix", "problem"),
+    [
+        (["0.0.0.0/1", "128.0.0.0/1"], None, "SSH CIDR '0.0.0.0/1' is wider than /16 "),
+        (["198.0.0.0/15"], None, "SSH CIDR '198.0.0.0/15' is wider than /16 "),
+        (["172.0.0.0/8"], None, "SSH CIDR '172.0.0.0/8' is wider than /16 "),
+        (["2001:db8::/32"], None, "SSH CIDR '2001:db8::/32' is wider than /48 "),
+        (["2001::/32"], None, "SSH CIDR '2001::/32' is wider than /48 "),
+        (["203.0.113.0/24"], 28, "SSH CIDR '203.0.113.0/24' is wider than /28 "),
+        (["0.0.0.0/0"], None, "would open SSH to the whole internet"),
+        (["10.0.0.1/8"], None, "is not a network"),
+    ],
+)
+def test_ssh_cidrs_refused_naming_file_and_key(config_copy, cidrs, min_prefix, problem) -> None:
+    text = f"network:\n  ssh_cidrs: {cidrs}\n"
+    if min_prefix is not None:
+        text += f"  ssh_min_prefix: {min_prefix}\n"
+    with pytest.raises(ConfigError) as error:
+        load_config("prod", config_copy("prod", text))
+    assert (error.value.path.endswith("prod.yaml"), error.value.key) == (True, "network.ssh_cidrs")
+    assert problem in error.value.message
+    if "wider" in problem:
+        assert "not inside a private range" in error.value.message
+    assert "\n" not in str(error.value)
+
+
+def test_ssh_min_prefix_cannot_be_loosened_to_nothing(config_copy) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", config_copy("dev", "network:\n  ssh_min_prefix: 1\n  ssh_cidrs: ['0.0.0.0/1']\n"))
+    assert error.value.key == "network.ssh_min_prefix"

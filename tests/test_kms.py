@@ -51,7 +51,10 @@ def test_creates_a_customer_managed_key_with_rotation_and_a_policy_for_aws_servi
     services = statements[kms.SERVICES_SID]
     assert sorted(services["Principal"]["Service"]) == SERVICES
     assert sorted(services["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    assert services["Condition"] == {"StringEquals": {"aws:SourceAccount": dev.account_id}}
+    assert services["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": dev.account_id},
+        "StringLike": {kms.SNS_CONTEXT: f"arn:aws:sns:us-east-1:{dev.account_id}:*"},
+    }
     tags = {t["TagKey"]: t["TagValue"] for t in client.list_resource_tags(KeyId=metadata["KeyId"])["Tags"]}
     assert tags["Stage"] == "shared" and tags[kms.KEY_TAG] == "notifications"
     assert tags["ManagedBy"] == "iotile-deploy"

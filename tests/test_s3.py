@@ -156,3 +156,70 @@ def test_bucket_outside_us_east_1_names_its_region(make_stage, config_copy) -> N
 
     create = next(s for r in plan for s in r.steps if s.operation == "CreateBucket")
     assert create.params["CreateBucketConfiguration"] == {"LocationConstraint": "eu-west-1"}
+
+
+def _policy(stage: Stage, bucket: str) -> dict:
+    return json.loads(stage.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+
+
+def _grant(sid: str | None, action: str) -> dict:
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": action,
+        "Resource": "arn:aws:s3:::iotile-cloud-reports/*",
+    }
+    return {"Sid": sid, **statement} if sid else statement
+
+
+def test_hand_made_policy_statement_is_drift_and_goes_other_stages_stay(make_stage, call_log) -> None:
+    dev = make_stage("dev", log=call_log)
+    converge(dev, "s3")
+    bucket = "iotile-cloud-reports"
+    prods = _grant("iotile-deploy-prod-read-reports", "s3:GetObject")
+    policy = _policy(dev, bucket)
+    policy["Statement"] += [prods, _grant("ReadForPartner", "s3:GetObject"), _grant(None, "s3:PutObject")]
+    dev.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+    (reports,) = [r for r in s3.plan(dev) if r.name == bucket]
+
+    assert reports.state == "drifted"
+    assert reports.drift == (
+        "bucket policy has a statement not managed here: ReadForPartner, "
+        'Allow "s3:PutObject" for {"AWS":"arn:aws:iam::123456789012:root"} (no Sid)',
+    )
+    repaired = converge(dev, "s3")
+    assert operations(repaired.resources) == ["PutBucketPolicy"]
+    assert {s["Sid"] for s in _policy(dev, bucket)["Statement"]} == {
+        "iotile-deploy-prod-read-reports",
+        s3.TLS_ONLY_SID,
+    }
+    call_log.clear()
+    again = converge(dev, "s3")
+    assert changed(again.resources) == [] and again.calls == 0
+    assert call_log.mutating == []
+
+
+def test_policy_statements_a_stage_no_longer_wants_go_and_only_its_own(make_stage) -> None:
+    dev, prod = make_stage("dev"), make_stage("prod")
+    converge(dev, "s3")
+    bucket = "iotile-cloud-reports"
+    policy = _policy(dev, bucket)
+    policy["Statement"] += [_grant("iotile-deploy-dev-retired", "s3:GetObject")]
+    dev.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+    assert bucket not in changed(converge(prod, "s3").resources)
+    drifted = converge(dev, "s3")
+
+    assert operations(drifted.resources) == ["PutBucketPolicy"]
+    assert drifted.resources[2].drift == ("managed policy statements differ from config",)
+    assert [s["Sid"] for s in _policy(dev, bucket)["Statement"]] == [s3.TLS_ONLY_SID]
+
+
+def test_lone_statement_object_in_a_policy_is_read_as_a_list(dev: Stage) -> None:
+    converge(dev, "s3")
+    lone = {"Version": "2012-10-17", "Statement": s3.tls_only_statement("iotile-cloud-reports")}
+    dev.client("s3").put_bucket_policy(Bucket="iotile-cloud-reports", Policy=json.dumps(lone))
+
+    assert s3.plan_policy(dev, "iotile-cloud-reports", lone) is None
+    assert changed(converge(dev, "s3").resources) == []

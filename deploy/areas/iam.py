@@ -2,7 +2,8 @@
 
 Policy documents are templates (deploy/templates/iam) rendered for the stage's own resources. A
 changed document becomes a new default policy version; a policy or inline policy attached by hand
-to a role this tool owns is drift and is removed."""
+to a role this tool owns is drift and is removed. No role holds an AWS managed policy but the
+Beanstalk service role: those grant on every stage's resources at once."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ AREA = "iam"
 # What other areas may call here (the tests hold them to it).
 LOOKUPS = ("role_arn", "role_arns_holding")
 AFTER: tuple[str, ...] = ()
-AWS_MANAGED = "arn:aws:iam::aws:policy/"
+# The only AWS managed policies any role holds: the Beanstalk service role's (see role_specs).
+EB_SERVICE_MANAGED = (
+    "service-role/AWSElasticBeanstalkEnhancedHealth",
+    "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
+)
 MAX_POLICY_VERSIONS = 5
 EC2, ECS_TASKS, LAMBDA = "ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"
 
@@ -54,7 +59,15 @@ class GroupSpec:
 
 
 def policy_arn(stage: Stage, name: str) -> str:
-    return f"arn:aws:iam::{stage.account_id}:policy/{name}"
+    from deploy.policies import partition
+
+    return f"arn:{partition(stage.region)}:iam::{stage.account_id}:policy/{name}"
+
+
+def aws_managed_policy_arn(stage: Stage, path: str) -> str:
+    from deploy.policies import partition
+
+    return f"arn:{partition(stage.region)}:iam::aws:policy/{path}"
 
 
 def role_arn(stage: Stage, name: str) -> str:
@@ -73,25 +86,41 @@ def role_arns_holding(stage: Stage, policy: str) -> tuple[str, ...]:
 # -- what config wants -------------------------------------------------------------------------
 
 
+def credentials_policies(stage: Stage) -> dict[str, str]:
+    """Secret reader (a key of secrets.readers) -> the policy that grants its secrets, for the
+    readers that read any: a role whose list is empty holds no such policy."""
+    iam = stage.config.iam
+    readers: dict[str, list[str]] = dict(stage.config.secrets.readers)
+    wanted = {"app": iam.credentials_policy, "workers": iam.worker_credentials_policy}
+    return {reader: policy for reader, policy in wanted.items() if readers.get(reader)}
+
+
 def policy_specs(stage: Stage) -> list[PolicySpec]:
-    from deploy.policies import render
+    from deploy.policies import render, secret_arns
 
     iam, functions = stage.config.iam, stage.config.lambdas.functions
     s = stage.name
+    mfa = {"require_mfa": iam.dev_requires_mfa}
+    injected = {"secret_arns": secret_arns(stage, "worker_task_definition")}
     documents = [
-        (iam.dev_policy, "dev.json.j2", f"Read access to the {s} stage's data for developers", {}),
+        (iam.dev_policy, "dev.json.j2", f"Read access to the {s} stage's data for developers", mfa),
         (iam.production_policy, "production.json.j2", f"What the {s} app and workers use", {}),
-        (iam.credentials_policy, "credentials.json.j2", f"Read the {s} stage's secrets", {}),
         (iam.streamer_upload_policy, "streamer-upload.json.j2", f"Upload {s} streamer reports", {}),
         (iam.search_policy, "search.json.j2", f"Use the {s} search domain", {}),
-        (iam.ecs_execution_role, "ecs-execution.json.j2", f"Start {s} worker tasks", {}),
+        (iam.beanstalk_instance_policy, "beanstalk-instance.json.j2", f"Run the {s} Beanstalk app", {}),
+        (iam.ecs_instance_role, "ecs-instance.json.j2", f"Serve the {s} ECS cluster", {}),
+        (iam.ecs_execution_role, "ecs-execution.json.j2", f"Start {s} worker tasks", injected),
         (iam.firehose_role, "firehose.json.j2", f"Deliver {s} streams", {}),
         (iam.redshift_role, "redshift-copy.json.j2", f"COPY {s} staged records into Redshift", {}),
     ]
+    for reader, policy in credentials_policies(stage).items():
+        arns = {"secret_arns": secret_arns(stage, reader)}
+        documents.append((policy, "credentials.json.j2", f"Read the secrets of the {s} {reader}", arns))
     for key, role in iam.lambda_roles:
         template = f"lambda-{key.replace('_', '-')}.json.j2"
         function = getattr(functions, key)
-        documents.append((role, template, f"Run the {function} function", {"function": function}))
+        extra = {"function": function, "secret_arns": secret_arns(stage, key)}
+        documents.append((role, template, f"Run the {function} function", extra))
     return [
         PolicySpec(name, render(stage, template, **extra), description, stage.tags(name))
         for name, template, description, extra in documents
@@ -102,8 +131,9 @@ def role_specs(stage: Stage) -> list[RoleSpec]:
     from deploy.policies import trust_policy
 
     iam = stage.config.iam
-    app = (iam.production_policy, iam.credentials_policy, iam.search_policy)
-    web_tier = AWS_MANAGED + "AWSElasticBeanstalkWebTier"
+    secrets = {reader: (policy,) for reader, policy in credentials_policies(stage).items()}
+    app = (iam.production_policy, iam.search_policy)
+    instance = (iam.beanstalk_instance_policy,)
 
     def role(
         name: str,
@@ -117,35 +147,29 @@ def role_specs(stage: Stage) -> list[RoleSpec]:
             name, trust_policy(stage, service), customer, managed, what, stage.tags(name), profile
         )
 
+    app_role = (*app, *instance, *secrets.get("app", ()))
+    worker_role = (*app, *secrets.get("workers", ()))
     roles = [
-        role(iam.production_role, EC2, app, (web_tier,), "Beanstalk instances of the app", True),
-        role(iam.eb_ec2_role, EC2, (), (web_tier,), "Default Beanstalk instance role", True),
-        role(
-            iam.ecs_instance_role,
-            EC2,
-            (),
-            (AWS_MANAGED + "service-role/AmazonEC2ContainerServiceforEC2Role",),
-            "ECS container instances",
-            True,
-        ),
-        role(iam.ecs_task_role, ECS_TASKS, app, (), "SQS worker tasks"),
+        role(iam.production_role, EC2, app_role, (), "Beanstalk instances of the app", True),
+        role(iam.eb_ec2_role, EC2, instance, (), "Default Beanstalk instance role", True),
+        role(iam.ecs_instance_role, EC2, (iam.ecs_instance_role,), (), "ECS container instances", True),
+        role(iam.ecs_task_role, ECS_TASKS, worker_role, (), "SQS worker tasks"),
         role(iam.ecs_execution_role, ECS_TASKS, (iam.ecs_execution_role,), (), "ECS agent for worker tasks"),
         role(iam.firehose_role, "firehose.amazonaws.com", (iam.firehose_role,), (), "Firehose delivery"),
         role(iam.redshift_role, "redshift.amazonaws.com", (iam.redshift_role,), (), "Redshift COPY from S3"),
+        # AWS managed on purpose: one role serves every stage's environments (Beanstalk acts
+        # with it, no instance of ours holds it), AWS adds what new platform versions need to
+        # these policies, and a copy of ours would fall behind and break managed updates.
         role(
             iam.eb_service_role,
             "elasticbeanstalk.amazonaws.com",
             (),
-            (
-                AWS_MANAGED + "service-role/AWSElasticBeanstalkEnhancedHealth",
-                AWS_MANAGED + "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
-            ),
+            tuple(aws_managed_policy_arn(stage, path) for path in EB_SERVICE_MANAGED),
             "Beanstalk service",
         ),
     ]
     for key, name in iam.lambda_roles:
-        extra = (iam.credentials_policy,) if key == "health" else ()
-        roles.append(role(name, LAMBDA, (name, *extra), (), f"Lambda function {key}"))
+        roles.append(role(name, LAMBDA, (name,), (), f"Lambda function {key}"))
     return roles
 
 

@@ -12,7 +12,7 @@ from deploy.cli import area_tasks
 from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
 from deploy.plan import Call, Deferred, Resource, converge
-from deploy.policies import normalised
+from deploy.policies import normalised, partition
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -27,6 +27,8 @@ KEY_TAG = "iotile-deploy:key"
 ROOT_SID = "Enable IAM User Permissions"
 SERVICES_SID = "Allow AWS services of this account to publish encrypted"
 SERVICE_ACTIONS = ("kms:GenerateDataKey*", "kms:Decrypt")
+# What SNS passes with every call it makes for an encrypted topic: the topic's ARN.
+SNS_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
 # Policy fields AWS accepts as a string or a list: compared as sorted lists.
 
 
@@ -70,14 +72,17 @@ def key_alias(stage: Stage, entry: str = "notifications") -> str:
 
 
 def key_policy(stage: Stage, service_principals: list[str]) -> dict[str, Any]:
-    """The account root keeps full control (without it nobody could manage the key again); the
-    listed AWS services may encrypt and decrypt with it, on behalf of this account only."""
-    account = stage.account_id
+    """The account root keeps full control (without it nobody could manage the key again), which
+    also lets this account's IAM policies grant the key's use: the roles that publish to the topics
+    get it in their own policies (kms:ViaService SNS), as a key policy naming them would fail
+    while they do not exist yet. The listed AWS services may encrypt and decrypt with it, on
+    behalf of this account and only for its SNS topics."""
+    account, region, part = stage.account_id, stage.region, partition(stage.region)
     statements: list[dict[str, Any]] = [
         {
             "Sid": ROOT_SID,
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+            "Principal": {"AWS": f"arn:{part}:iam::{account}:root"},
             "Action": "kms:*",
             "Resource": "*",
         }
@@ -90,7 +95,12 @@ def key_policy(stage: Stage, service_principals: list[str]) -> dict[str, Any]:
                 "Principal": {"Service": sorted(service_principals)},
                 "Action": list(SERVICE_ACTIONS),
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                # Any topic of this account and region: the key is shared by every stage, and a
+                # list of one stage's topics would have each stage's run undo the other's.
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "StringLike": {SNS_CONTEXT: f"arn:{part}:sns:{region}:{account}:*"},
+                },
             }
         )
     return {"Version": "2012-10-17", "Id": "iotile-deploy", "Statement": statements}

@@ -15,6 +15,8 @@ from deploy.parallel import map_concurrently
 from deploy.plan import Call, Resource, converge
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deploy.stage import Stage
 
 AREA = "s3"
@@ -207,8 +209,10 @@ def _encryption_matches(spec: BucketSpec, actual: dict[str, Any]) -> bool:
     return want.get("KMSMasterKeyID") in (None, have.get("KMSMasterKeyID"))
 
 
-def tls_only_statement(name: str) -> dict[str, Any]:
-    arn = f"arn:aws:s3:::{name}"
+def tls_only_statement(name: str, region: str = "us-east-1") -> dict[str, Any]:
+    from deploy.aws import partition
+
+    arn = f"arn:{partition(region)}:s3:::{name}"
     return {
         "Sid": TLS_ONLY_SID,
         "Effect": "Deny",
@@ -255,6 +259,54 @@ def _normal_statement(statement: dict[str, Any]) -> str:
     principal = statement.get("Principal")
     normal = dict(statement, Principal="*" if principal in ("*", {"AWS": "*"}) else principal)
     return json.dumps(canonical(normal), sort_keys=True)
+
+
+def owns_statement(stage: Stage) -> Callable[[str], bool]:
+    mine = f"{OWNER}-{stage.name}-"
+    return lambda sid: sid == TLS_ONLY_SID or sid.startswith(mine)
+
+
+def _managed_statement(statement: dict[str, Any]) -> bool:
+    """Written by this tool for some stage: a hand-made statement would not carry its prefix."""
+    return str(statement.get("Sid", "")).startswith(f"{OWNER}-")
+
+
+def _statement_label(statement: dict[str, Any]) -> str:
+    if statement.get("Sid"):
+        return str(statement["Sid"])
+    compact = {"separators": (",", ":"), "sort_keys": True}
+    action = json.dumps(statement.get("Action", statement.get("NotAction")), **compact)
+    principal = json.dumps(statement.get("Principal", statement.get("NotPrincipal")), **compact)
+    return f"{statement.get('Effect')} {action} for {principal} (no Sid)"
+
+
+def plan_policy(stage: Stage, name: str, policy: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """Why the bucket policy must be rewritten and the document to write, or None when it matches.
+
+    Statements whose Sid carries the tool's prefix are managed: this stage's own converge to
+    config and other stages' stay, as with lifecycle and CORS rules. Unlike those, a hand-made
+    statement is drift and goes: a policy grants access, and a grant nobody declared is a hole."""
+    existing = policy.get("Statement", [])
+    # The policy grammar allows a lone statement object in place of a list.
+    existing = [existing] if isinstance(existing, dict) else list(existing)
+    managed = [s for s in existing if _managed_statement(s)]
+    hand_made = [s for s in existing if not _managed_statement(s)]
+    desired = [tls_only_statement(name, stage.region)]
+    merged = merge_owned(managed, desired, key="Sid", owns=owns_statement(stage), normalize=_normal_statement)
+    if merged is None and not hand_made:
+        return None
+    reasons = []
+    if merged is not None:
+        tls_only = _normal_statement(tls_only_statement(name, stage.region))
+        denied = any(_normal_statement(s) == tls_only for s in managed)
+        reasons.append(
+            "managed policy statements differ from config" if denied else "plain-HTTP access is not denied"
+        )
+    if hand_made:
+        labels = ", ".join(_statement_label(s) for s in hand_made)
+        reasons.append(f"bucket policy has a statement not managed here: {labels}")
+    document = {"Version": "2012-10-17", "Statement": managed if merged is None else merged}
+    return "; ".join(reasons), document
 
 
 def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
@@ -317,16 +369,10 @@ def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
             )
         else:
             call("DeleteBucketCors", "CORS rules no longer in config")
-    statements = merge_owned(
-        state.policy.get("Statement", []),
-        [tls_only_statement(name)],
-        key="Sid",
-        owns=lambda sid: sid == TLS_ONLY_SID,
-        normalize=_normal_statement,
-    )
-    if statements is not None:
-        policy = {"Version": "2012-10-17", **state.policy, "Statement": statements}
-        call("PutBucketPolicy", "plain-HTTP access is not denied", Policy=json.dumps(policy))
+    policy = plan_policy(stage, name, state.policy)
+    if policy is not None:
+        reason, document = policy
+        call("PutBucketPolicy", reason, Policy=json.dumps(document))
     if any(state.tags.get(k) != v for k, v in spec.tags.items()):
         tags = {**state.tags, **spec.tags}
         call(

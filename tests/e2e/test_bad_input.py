@@ -85,6 +85,24 @@ BROKEN_CONFIGS = [
         "config/dev.yaml: s3.cors_origins: CORS origin '*'",
     ),
     (
+        "cors-localhost-lookalike",
+        "dev.yaml",
+        "s3:\n  cors_origins: ['http://localhost.evil.example']\n",
+        "config/dev.yaml: s3.cors_origins: CORS origin 'http://localhost.evil.example' must be https://",
+    ),
+    (
+        "ssh-two-halves-of-the-internet",
+        "dev.yaml",
+        "network:\n  ssh_cidrs: ['0.0.0.0/1', '128.0.0.0/1']\n",
+        "config/dev.yaml: network.ssh_cidrs: SSH CIDR '0.0.0.0/1' is wider than /16",
+    ),
+    (
+        "ssh-wide-public-range",
+        "dev.yaml",
+        "network:\n  ssh_cidrs: ['203.0.113.0/24', '198.0.0.0/15']\n",
+        "config/dev.yaml: network.ssh_cidrs: SSH CIDR '198.0.0.0/15' is wider than /16",
+    ),
+    (
         "rds-double-hyphen",
         "dev.yaml",
         "rds:\n  identifier: iotile--db\n",
