@@ -7,6 +7,7 @@ from invoke import Collection
 
 from deploy import config_cli, secrets, stack
 from deploy.areas import (
+    autocopy,
     dynamodb,
     firehose,
     iam,
@@ -43,6 +44,7 @@ for area in (
     redis,
     search,
     firehose,
+    autocopy,
     secrets,
 ):
     ns.add_collection(area.collection)

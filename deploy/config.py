@@ -124,6 +124,9 @@ class Topics(Section):
     delete_s3: names.TopicName
     upload_sxd: names.TopicName
     dynamodb: names.TopicName
+    # ElastiCache cannot publish to a topic encrypted with KMS (the topic turns inactive and events
+    # are lost): its events get this topic of their own, unencrypted, open to this account only.
+    cache_events: names.TopicName
 
 
 class Sns(Section):
@@ -279,6 +282,7 @@ class Iam(Section):
     credentials_policy: names.IamName
     worker_credentials_policy: names.IamName
     beanstalk_instance_policy: names.IamName
+    beanstalk_service_policy: names.IamName
     streamer_upload_policy: names.IamName
     search_policy: names.IamName
     # Developers' read access to this stage's data needs an MFA session (production's data).

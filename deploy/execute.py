@@ -59,7 +59,8 @@ class Executor:
 
     def _send(self, call: Call, send: Callable[[], Any]) -> Any:
         """Send once, or, for the call's retry codes, again with growing pauses until the stage's
-        wait timeout: botocore retries throttling and server errors, not these."""
+        wait timeout: botocore retries throttling and server errors, not these. An error among
+        the call's done codes means its work is already done."""
         from botocore.exceptions import ClientError
 
         limit = self.stage.config.waits.timeout_seconds
@@ -69,6 +70,8 @@ class Executor:
                 return send()
             except ClientError as exc:
                 code = error_code(exc)
+                if code in call.done_codes:
+                    return None
                 if code not in call.retry_codes or time.monotonic() - started + pause > limit:
                     raise
                 self.reporter.retrying(call, code, pause)

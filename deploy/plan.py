@@ -67,6 +67,8 @@ class Call:
     # AWS error codes that mean "not yet, try again shortly" for this call (and that botocore's
     # retries do not cover): the executor retries them until the stage's wait timeout.
     retry_codes: tuple[str, ...] = ()
+    # AWS error codes that mean the call's work is already done (a create that lost a race).
+    done_codes: tuple[str, ...] = ()
 
     def shown_params(self) -> dict[str, Any]:
         """The parameters fit to print: every `sensitive` one (a key, or a dotted path into nested

@@ -35,6 +35,7 @@ def test_names_are_the_ones_in_design() -> None:
         "iotile--delete-s3--prod",
         "iotile--upload-sxd--prod",
         "dynamodb",
+        "iotile-cache-events-prod",  # ElastiCache's events: it cannot publish to an encrypted topic
     }
     assert dict(config.dynamodb.tables) == {
         "worker_logs": "iotile-worker-logs-prod",

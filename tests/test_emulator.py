@@ -328,3 +328,170 @@ def test_two_fillins_for_one_operation_are_refused() -> None:
             register_fillin("elasticbeanstalk", "CheckDNSAvailability", second)
     finally:
         unregister_fillin("elasticbeanstalk", "CheckDNSAvailability")
+
+
+# built-in fill-ins: Redshift S3 event integrations and the Data API
+
+
+def _cluster(redshift: Any, identifier: str = "dw", roles: tuple[str, ...] = ()) -> str:
+    """A cluster; returns its namespace ARN as DescribeClusters answers it."""
+    redshift.create_cluster(
+        ClusterIdentifier=identifier,
+        NodeType="ra3.xlplus",
+        ClusterType="single-node",
+        DBName="iotile",
+        MasterUsername="iotile",
+        MasterUserPassword="Passw0rdPassw0rd",
+        IamRoles=list(roles),
+    )
+    return redshift.describe_clusters(ClusterIdentifier=identifier)["Clusters"][0]["ClusterNamespaceArn"]
+
+
+def _bucket_grant(bucket: str) -> str:
+    statement = {
+        "Sid": "redshift-autocopy",
+        "Effect": "Allow",
+        "Principal": {"Service": "redshift.amazonaws.com"},
+        "Action": ["s3:GetBucketNotification", "s3:PutBucketNotification", "s3:GetBucketLocation"],
+        "Resource": f"arn:aws:s3:::{bucket}",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": "123456789012"},
+            "ArnLike": {"aws:SourceArn": "arn:aws:redshift:us-east-1:123456789012:integration:*"},
+        },
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _authorisation(namespace: str, bucket: str) -> str:
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": "redshift.amazonaws.com"},
+        "Action": "redshift:AuthorizeInboundIntegration",
+        "Resource": namespace,
+        "Condition": {"StringEquals": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def test_s3_event_integration_is_active_only_with_both_policies(
+    fresh: EmulatorServer, client: ClientFactory
+) -> None:
+    redshift, s3 = client("redshift"), client("s3")
+    namespace = _cluster(redshift)
+    assert namespace.startswith("arn:aws:redshift:us-east-1:123456789012:namespace:")
+    assert _cluster(redshift, "other") != namespace, "each cluster has its own namespace"
+    s3.create_bucket(Bucket="iotile-stream-in")
+    source = "arn:aws:s3:::iotile-stream-in"
+    with pytest.raises(redshift.exceptions.ClientError, match="IntegrationTargetNotFoundFault"):
+        redshift.create_integration(IntegrationName="i", SourceArn=source, TargetArn=namespace + "0")
+    with pytest.raises(redshift.exceptions.ClientError, match="IntegrationSourceNotFoundFault"):
+        redshift.create_integration(IntegrationName="i", SourceArn=source + "x", TargetArn=namespace)
+    with pytest.raises(redshift.exceptions.ClientError, match="ResourceNotFoundFault"):
+        redshift.get_resource_policy(ResourceArn=namespace)
+
+    made = redshift.create_integration(
+        IntegrationName="iotile-local-stream-data",
+        SourceArn=source,
+        TargetArn=namespace,
+        Description="loads dev/data/",
+        TagList=[{"Key": "Stage", "Value": "local"}],
+    )
+
+    assert made["Status"] == "needs_attention"
+    assert {e["ErrorCode"] for e in made["Errors"]} == {
+        "UnauthorizedSource",
+        "BucketPolicyMissingPermissions",
+    }
+    redshift.put_resource_policy(ResourceArn=namespace, Policy=_authorisation(namespace, "iotile-stream-in"))
+    s3.put_bucket_policy(Bucket="iotile-stream-in", Policy=_bucket_grant("iotile-stream-in"))
+    (found,) = redshift.describe_integrations()["Integrations"]
+    assert (found["Status"], found["Errors"], found["Tags"]) == (
+        "active",
+        [],
+        [{"Key": "Stage", "Value": "local"}],
+    )
+    assert json.loads(redshift.get_resource_policy(ResourceArn=namespace)["ResourcePolicy"]["Policy"])
+    redshift.modify_integration(IntegrationArn=made["IntegrationArn"], Description="job recorded")
+    assert redshift.describe_integrations()["Integrations"][0]["Description"] == "job recorded"
+    with pytest.raises(redshift.exceptions.ClientError, match="IntegrationAlreadyExistsFault"):
+        redshift.create_integration(
+            IntegrationName="iotile-local-stream-data", SourceArn=source, TargetArn=namespace
+        )
+    assert fresh.requests()[-1] == {"service": "redshift", "operation": "CreateIntegration", "mutating": True}
+
+    fresh.reset()
+
+    assert redshift.describe_integrations()["Integrations"] == [], "reset empties the fill-in"
+
+
+def test_data_api_runs_copy_jobs_and_answers_sys_copy_job(
+    fresh: EmulatorServer, client: ClientFactory
+) -> None:
+    role = "arn:aws:iam::123456789012:role/copy"
+    _cluster(client("redshift"), roles=(role,))
+    data = client("redshift-data")
+
+    def run(sql: str, **extra: Any) -> dict:
+        params = {"ClusterIdentifier": "dw", "Database": "iotile", "DbUser": "iotile", "Sql": sql, **extra}
+        return data.describe_statement(Id=data.execute_statement(**params)["Id"])
+
+    copy = f"COPY streamdata FROM 's3://iotile-stream-in/local/data/' IAM_ROLE '{role}' json 'auto'"
+    made = run(f"{copy} JOB CREATE iotile_local_stream_data AUTO ON", StatementName="make-it")
+
+    assert (made["Status"], made.get("Error")) == ("FINISHED", None)
+    rows = data.get_statement_result(Id=run("SELECT * FROM sys_copy_job")["Id"])
+    assert [c["name"] for c in rows["ColumnMetadata"]] == [
+        "job_id",
+        "job_name",
+        "iam_role",
+        "job_text",
+        "is_auto",
+    ]
+    (record,) = rows["Records"]
+    assert [next(iter(field.values())) for field in record[1:]] == ["iotile_local_stream_data", role, copy, 1]
+    refused = {
+        f"{copy} JOB CREATE iotile_local_stream_data AUTO ON": '"iotile_local_stream_data" already exists',
+        f"{copy} JOB CREATE iotile-local AUTO ON": "cannot contain a hyphen",
+        f"{copy} MAXERROR 10 JOB CREATE other AUTO ON": "MAXERROR is not supported",
+        "COPY t FROM 's3://b/p/' json 'auto' JOB CREATE other": "needs IAM_ROLE",
+        "COPY t FROM 's3://b/p/' IAM_ROLE 'arn:aws:iam::123456789012:role/x' JOB CREATE o": "not authorized",
+        "COPY JOB DROP nothing_here": 'Copy Job "nothing_here" does not exist',
+        "DELETE FROM streamdata": "the emulator runs only",
+    }
+    for sql, error in refused.items():
+        failed = run(sql)
+        assert failed["Status"] == "FAILED" and error in failed["Error"], sql
+    assert run("COPY JOB DROP iotile_local_stream_data")["Status"] == "FINISHED"
+    assert data.get_statement_result(Id=run("SELECT job_name FROM sys_copy_job")["Id"])["Records"] == []
+    with pytest.raises(data.exceptions.ValidationException, match="does not have result"):
+        data.get_statement_result(Id=made["Id"])
+    with pytest.raises(data.exceptions.ValidationException, match="endpoint doesn't exist"):
+        data.execute_statement(ClusterIdentifier="nope", Database="iotile", DbUser="iotile", Sql="SELECT 1")
+    # Finished statements unless asked for all, newest first; a name is a prefix.
+    assert {s["Status"] for s in data.list_statements()["Statements"]} == {"FINISHED"}
+    everything = data.list_statements(Status="ALL")["Statements"]
+    assert "FAILED" in {s["Status"] for s in everything}
+    assert [s["Id"] for s in data.list_statements(StatementName="make", Status="ALL")["Statements"]] == [
+        made["Id"]
+    ]
+
+
+def test_fillins_serve_in_process_clients_under_mock_aws_too() -> None:
+    from moto import mock_aws
+    from moto.core.models import botocore_stubber
+
+    from deploy.emulator.fillins.inprocess import serving_in_process
+
+    with mock_aws(), serving_in_process():
+        redshift = boto3.client("redshift", region_name="us-east-1")
+        namespace = _cluster(redshift)
+        assert redshift.describe_integrations()["Integrations"] == []
+        policy = _authorisation(namespace, "b")
+        assert (
+            redshift.put_resource_policy(ResourceArn=namespace, Policy=policy)["ResourcePolicy"]["Policy"]
+            == policy
+        )
+        assert redshift.describe_clusters()["Clusters"][0]["ClusterIdentifier"] == "dw", (
+            "moto answers the rest"
+        )
+    assert "process_request" not in vars(botocore_stubber), "moto's own answers are back"

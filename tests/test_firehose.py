@@ -1,17 +1,23 @@
-"""Firehose planner against moto: delivery into Redshift through the staging buckets, encrypted,
-errors logged to CloudWatch; the password never shown; drift repaired by UpdateDestination."""
+"""Firehose and auto-copy against moto with the emulator's rules and fill-ins: the streams stage
+records in S3 (Firehose cannot write into the private cluster with enhanced VPC routing that the
+redshift area makes), encrypted, errors logged to CloudWatch, drift repaired by UpdateDestination;
+Redshift loads them itself, by an S3 event integration and a COPY JOB made through the Data API."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from deploy.areas import firehose, redshift
+from deploy.areas import autocopy, firehose, redshift
+from deploy.emulator.fillins.inprocess import serving_in_process
+from deploy.errors import AwsError
 from deploy.plan import Wait
 from deploy.report import Reporter
-from deploy.stack import converge_areas
+from deploy.stack import status_of
 from deploy.stage import Stage
 from tests.helpers import changed, converge, operations
 
@@ -19,6 +25,16 @@ STREAM = "iotile-stream-data-dev"
 TIMESERIES = "iotile-timeseries-dev"
 LOG_GROUP = "/aws/kinesisfirehose/iotile-cloud-dev"
 TIMESERIES_ON = "redshift:\n  timeseries:\n    enabled: true\n"
+INTEGRATION = "iotile-dev-stream-data"
+JOB = "iotile_dev_stream_data"
+COPY_ROLE = "arn:aws:iam::123456789012:role/iotile-redshift-copy-dev"
+
+
+@pytest.fixture(autouse=True)
+def fillins() -> Iterator[None]:
+    """The emulator's fill-ins (S3 event integrations, the Data API) for the in-process mock too."""
+    with serving_in_process():
+        yield
 
 
 def described(stage: Stage, name: str = STREAM) -> dict[str, Any]:
@@ -28,12 +44,7 @@ def described(stage: Stage, name: str = STREAM) -> dict[str, Any]:
 
 
 def destination(stage: Stage, name: str = STREAM) -> dict[str, Any]:
-    return described(stage, name)["Destinations"][0]["RedshiftDestinationDescription"]
-
-
-def secret(stage: Stage, name: str) -> str:
-    parameter = f"{stage.config.secrets.prefix}/{name}"
-    return stage.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    return described(stage, name)["Destinations"][0]["ExtendedS3DestinationDescription"]
 
 
 def moto_stream(stage: Stage, name: str = STREAM) -> Any:
@@ -55,17 +66,50 @@ def dev(make_stage) -> Stage:
     return stage
 
 
-def update_destination(stage: Stage, **update: Any) -> None:
-    found = described(stage)
+def update_destination(stage: Stage, name: str = STREAM, **update: Any) -> None:
+    found = described(stage, name)
     stage.client("firehose").update_destination(
-        DeliveryStreamName=STREAM,
+        DeliveryStreamName=name,
         CurrentDeliveryStreamVersionId=found["VersionId"],
         DestinationId=found["Destinations"][0]["DestinationId"],
-        RedshiftDestinationUpdate=update,
+        **update,
     )
 
 
-def test_creates_an_encrypted_stream_into_the_stream_data_cluster(dev: Stage) -> None:
+def run_sql(stage: Stage, sql: str, cluster: str = STREAM, database: str = "iotile") -> dict[str, Any]:
+    """One statement through the Data API, as an operator would run it; its description."""
+    data = stage.client("redshift-data")
+    found = data.execute_statement(ClusterIdentifier=cluster, Database=database, DbUser="iotile", Sql=sql)
+    return data.describe_statement(Id=found["Id"])
+
+
+def copy_jobs(stage: Stage, cluster: str = STREAM, database: str = "iotile") -> dict[str, dict[str, Any]]:
+    """SYS_COPY_JOB of a cluster's database, by job name."""
+    statement = run_sql(
+        stage, "SELECT job_name, iam_role, job_text, is_auto FROM sys_copy_job", cluster, database
+    )
+    result = stage.client("redshift-data").get_statement_result(Id=statement["Id"])
+    columns = [column["name"] for column in result["ColumnMetadata"]]
+    rows = [
+        dict(zip(columns, (next(iter(f.values())) for f in record), strict=True))
+        for record in result["Records"]
+    ]
+    return {row["job_name"]: row for row in rows}
+
+
+def integration(stage: Stage, name: str = INTEGRATION) -> dict[str, Any]:
+    (found,) = [
+        i
+        for i in stage.client("redshift").describe_integrations()["Integrations"]
+        if i["IntegrationName"] == name
+    ]
+    return found
+
+
+# -- the stream ----------------------------------------------------------------------------------
+
+
+def test_creates_an_encrypted_stream_into_the_staging_bucket(dev: Stage) -> None:
     outcome = converge(dev, "firehose")
 
     assert [(r.name, r.state) for r in outcome.resources] == [(LOG_GROUP, "missing"), (STREAM, "missing")]
@@ -73,72 +117,73 @@ def test_creates_an_encrypted_stream_into_the_stream_data_cluster(dev: Stage) ->
     found = described(dev)
     assert found["DeliveryStreamType"] == "DirectPut"
     assert found["DeliveryStreamEncryptionConfiguration"]["KeyType"] == "AWS_OWNED_CMK"
-    target = destination(dev)
-    role = f"arn:aws:iam::{dev.account_id}:role/iotile-firehose-dev"
-    url = redshift.jdbc_url(dev)
-    assert url and target["ClusterJDBCURL"] == url
-    assert target["Username"] == "iotile"
-    assert target["RoleARN"] == role
-    assert target["CopyCommand"] == {
-        "DataTableName": "streamdata",
-        "CopyOptions": "json 'auto' timeformat 'auto' truncatecolumns",
-    }
-    assert target["RetryOptions"] == {"DurationInSeconds": 3600}
-    assert target["CloudWatchLoggingOptions"] == {
-        "Enabled": True,
-        "LogGroupName": LOG_GROUP,
-        "LogStreamName": "RedshiftDelivery",
-    }
-    staging = target["S3DestinationDescription"]
+    assert "RedshiftDestinationDescription" not in found["Destinations"][0]
+    staging = destination(dev)
+    assert staging["RoleARN"] == f"arn:aws:iam::{dev.account_id}:role/iotile-firehose-dev"
     assert staging["BucketARN"] == "arn:aws:s3:::iotile-stream-in"
-    assert (staging["Prefix"], staging["ErrorOutputPrefix"]) == ("dev/", "dev/errors/")
-    assert staging["RoleARN"] == role
+    # Errors beside the records, not under them: the COPY JOB loads every new object under its prefix.
+    assert (staging["Prefix"], staging["ErrorOutputPrefix"]) == ("dev/data/", "dev/errors/")
     assert staging["BufferingHints"] == {"SizeInMBs": 5, "IntervalInSeconds": 60}
     assert staging["CompressionFormat"] == "UNCOMPRESSED"
-    assert staging["CloudWatchLoggingOptions"]["LogStreamName"] == "S3Delivery"
-    # moto keeps the password Firehose logs in with (AWS never returns it): the cluster's own.
-    assert moto_stream(dev).destinations[0]["Redshift"]["Password"] == secret(dev, "REDSHIFT_PASSWORD")
+    assert staging["CloudWatchLoggingOptions"] == {
+        "Enabled": True,
+        "LogGroupName": LOG_GROUP,
+        "LogStreamName": "S3Delivery",
+    }
     tags = dev.client("firehose").list_tags_for_delivery_stream(DeliveryStreamName=STREAM)["Tags"]
     assert {"Key": "Stage", "Value": "dev"} in tags
     logs = dev.client("logs")
     (group,) = logs.describe_log_groups(logGroupNamePrefix=LOG_GROUP)["logGroups"]
     assert group["retentionInDays"] == 30
     streams = logs.describe_log_streams(logGroupName=LOG_GROUP)["logStreams"]
-    assert sorted(s["logStreamName"] for s in streams) == ["RedshiftDelivery", "S3Delivery"]
+    assert [s["logStreamName"] for s in streams] == ["S3Delivery"]
     names = dev.client("firehose").list_delivery_streams()["DeliveryStreamNames"]
     assert names == [STREAM]  # time series is off by default
 
 
-def test_password_appears_in_no_plan_table_or_json(dev: Stage, capsys) -> None:
-    password = secret(dev, "REDSHIFT_PASSWORD")
-    capsys.readouterr()
+def test_the_private_cluster_refuses_direct_delivery(dev: Stage) -> None:
+    """Why the streams stage in S3: the cluster `up` makes is what Firehose cannot deliver into."""
+    cluster = redshift.read_cluster(dev, STREAM)
+    assert (cluster.publicly_accessible, cluster.enhanced_vpc_routing) == (False, True)
+    into_redshift = {
+        "RoleARN": f"arn:aws:iam::{dev.account_id}:role/iotile-firehose-dev",
+        "ClusterJDBCURL": redshift.jdbc_url(dev),
+        "CopyCommand": {"DataTableName": "streamdata"},
+        "Username": "iotile",
+        "Password": "not-needed-any-more",
+        "S3Configuration": {
+            "RoleARN": "arn:aws:iam::123456789012:role/x",
+            "BucketARN": "arn:aws:s3:::iotile-stream-in",
+        },
+    }
+    with pytest.raises(ClientError, match="not publicly accessible and has enhanced VPC routing"):
+        dev.client("firehose").create_delivery_stream(
+            DeliveryStreamName="direct", RedshiftDestinationConfiguration=into_redshift
+        )
 
-    shown = converge_areas(dev, [("firehose",)], Reporter(as_json=False), dry_run=False)
-    Reporter(as_json=True).outcome(shown.resources, stage="dev", dry_run=False, calls=shown.calls)
 
-    output = capsys.readouterr()
-    steps = json.dumps([s.describe() for r in shown.resources for s in r.steps])
-    assert "CreateDeliveryStream" in output.out and "CreateDeliveryStream" in steps
-    for text in (output.out, output.err, steps):
-        assert password not in text
-    create = next(c for r in shown.resources for c in r.calls if c.operation == "CreateDeliveryStream")
-    # A Deferred shows where the value comes from; nested redaction, once plan.py has it, masks it.
-    shown_password = create.shown_params()["RedshiftDestinationConfiguration"]["Password"]
-    assert shown_password in ("<REDSHIFT_PASSWORD from Parameter Store>", "********")
+def test_firehose_never_reads_the_redshift_password(dev: Stage, call_log) -> None:
+    dev.on_call(call_log)
+
+    outcome = converge(dev, "firehose")
+
+    steps = json.dumps([s.describe() for r in outcome.resources for s in r.steps])
+    assert "Password" not in steps and "REDSHIFT_PASSWORD" not in steps
+    assert not [call for call in call_log.calls if call[0] in ("ssm", "redshift")]
 
 
-def test_dry_run_on_an_empty_account_plans_with_deferred_url(make_stage, call_log) -> None:
+def test_dry_run_on_an_empty_account_plans_and_calls_nothing(make_stage, call_log) -> None:
     preview = converge(make_stage("dev", read_only=True, log=call_log), "firehose", dry_run=True)
 
     assert operations(preview.resources) == [
         "CreateLogGroup",
         "PutRetentionPolicy",
         "CreateLogStream",
-        "CreateLogStream",
         "CreateDeliveryStream",
     ]
-    create = preview.resources[1].steps[0].shown_params()["RedshiftDestinationConfiguration"]
-    assert create["ClusterJDBCURL"] == f"<JDBC URL of Redshift cluster {STREAM}>"
+    create = preview.resources[1].steps[0].shown_params()
+    assert create["ExtendedS3DestinationConfiguration"]["Prefix"] == "dev/data/"
+    assert "RedshiftDestinationConfiguration" not in create
     assert isinstance(preview.resources[1].steps[-1], Wait)
     assert call_log.mutating == []
 
@@ -156,7 +201,8 @@ def test_second_run_makes_no_mutating_call(dev: Stage, call_log) -> None:
 
 def test_buffering_changed_by_hand_is_set_back_by_update_destination(dev: Stage, call_log) -> None:
     converge(dev, "firehose")
-    update_destination(dev, S3Update={"BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 300}})
+    hints = {"SizeInMBs": 64, "IntervalInSeconds": 300}
+    update_destination(dev, ExtendedS3DestinationUpdate={"BufferingHints": hints})
     version = described(dev)["VersionId"]
     dev.on_call(call_log)
 
@@ -166,11 +212,54 @@ def test_buffering_changed_by_hand_is_set_back_by_update_destination(dev: Stage,
     (call,) = drifted.resources[1].calls
     assert call.operation == "UpdateDestination" and call.reason == "buffering differ from config"
     assert call.params["CurrentDeliveryStreamVersionId"] == version
-    assert "Password" not in call.params["RedshiftDestinationUpdate"]
+    assert set(call.params) >= {"ExtendedS3DestinationUpdate"}
     assert [op for _, op in call_log.mutating] == ["UpdateDestination"]
-    hints = destination(dev)["S3DestinationDescription"]["BufferingHints"]
-    assert hints == {"SizeInMBs": 5, "IntervalInSeconds": 60}
+    assert destination(dev)["BufferingHints"] == {"SizeInMBs": 5, "IntervalInSeconds": 60}
     assert changed(converge(dev, "firehose").resources) == []
+
+
+def test_a_stream_into_redshift_from_before_becomes_an_s3_stream(dev: Stage, call_log) -> None:
+    """The old stack delivered into a public cluster without enhanced VPC routing; once the
+    cluster is private, its stream is drift, put right with UpdateDestination to S3."""
+    rs = dev.client("redshift")
+    rs.modify_cluster(ClusterIdentifier=STREAM, PubliclyAccessible=True, EnhancedVpcRouting=False)
+    role = f"arn:aws:iam::{dev.account_id}:role/iotile-firehose-dev"
+    dev.client("firehose").create_delivery_stream(
+        DeliveryStreamName=STREAM,
+        DeliveryStreamEncryptionConfigurationInput={"KeyType": "AWS_OWNED_CMK"},
+        Tags=dev.tag_list(dev.tags(STREAM)),
+        RedshiftDestinationConfiguration={
+            "RoleARN": role,
+            "ClusterJDBCURL": redshift.jdbc_url(dev),
+            "CopyCommand": {"DataTableName": "streamdata"},
+            "Username": "iotile",
+            "Password": "the-old-password",
+            "S3Configuration": {
+                "RoleARN": role,
+                "BucketARN": "arn:aws:s3:::iotile-stream-in",
+                "Prefix": "dev/",
+            },
+        },
+    )
+    assert operations(converge(dev, "redshift").resources) == ["ModifyCluster"]
+    # The old destination cannot even be touched now: the cluster is out of Firehose's reach.
+    with pytest.raises(ClientError, match="InvalidArgumentException"):
+        update_destination(dev, RedshiftDestinationUpdate={"CopyCommand": {"DataTableName": "streamdata"}})
+    dev.on_call(call_log)
+
+    drifted = converge(dev, "firehose")
+
+    assert drifted.resources[1].state == "drifted"
+    (call,) = drifted.resources[1].calls
+    assert (call.operation, call.reason) == ("UpdateDestination", "destination is Redshift, not S3")
+    assert "Password" not in json.dumps(call.params)
+    assert [op for service, op in call_log.mutating if service == "firehose"] == ["UpdateDestination"]
+    staging = destination(dev)
+    assert (staging["BucketARN"], staging["Prefix"]) == ("arn:aws:s3:::iotile-stream-in", "dev/data/")
+    assert staging["BufferingHints"] == {"SizeInMBs": 5, "IntervalInSeconds": 60}
+    call_log.clear()
+    assert changed(converge(dev, "firehose").resources) == []
+    assert call_log.mutating == []
 
 
 def test_encryption_turned_off_is_turned_back_on(dev: Stage) -> None:
@@ -184,20 +273,18 @@ def test_encryption_turned_off_is_turned_back_on(dev: Stage) -> None:
     assert changed(converge(dev, "firehose").resources) == []
 
 
-def test_copy_options_and_buffering_from_config(make_stage, config_copy) -> None:
+def test_buffering_from_config(make_stage, config_copy) -> None:
     stage = make_stage("dev")
     ready(stage)
     converge(stage, "firehose")
-    edited = "firehose:\n  stream_data:\n    copy_options: \"json 'auto' gzip\"\n    buffer_mb: 16\n"
+    edited = "firehose:\n  stream_data:\n    buffer_mb: 16\n    buffer_seconds: 120\n"
     changed_stage = make_stage("dev", config_dir=config_copy("dev", edited))
 
     drifted = converge(changed_stage, "firehose")
 
     (call,) = drifted.resources[1].calls
-    assert call.reason == "copy options, buffering differ from config"
-    target = destination(stage)
-    assert target["CopyCommand"]["CopyOptions"] == "json 'auto' gzip"
-    assert target["S3DestinationDescription"]["BufferingHints"]["SizeInMBs"] == 16
+    assert call.reason == "buffering differ from config"
+    assert destination(stage)["BufferingHints"] == {"SizeInMBs": 16, "IntervalInSeconds": 120}
     assert changed(converge(changed_stage, "firehose").resources) == []
 
 
@@ -214,23 +301,6 @@ def test_log_retention_and_a_deleted_log_stream_are_restored(dev: Stage) -> None
     assert changed(converge(dev, "firehose").resources) == []
 
 
-def test_timeseries_stream_only_when_its_cluster_is_enabled(make_stage, config_copy) -> None:
-    stage = make_stage("dev", config_dir=config_copy("dev", TIMESERIES_ON))
-    ready(stage)
-
-    outcome = converge(stage, "firehose")
-
-    assert [r.name for r in outcome.resources] == [LOG_GROUP, STREAM, TIMESERIES]
-    target = destination(stage, TIMESERIES)
-    assert target["ClusterJDBCURL"] == redshift.jdbc_url(stage, "timeseries")
-    assert target["ClusterJDBCURL"].endswith("/timeseries")
-    assert target["CopyCommand"]["DataTableName"] == "timeseries"
-    assert target["S3DestinationDescription"]["BucketARN"] == "arn:aws:s3:::iotile-timeseries-kinesis"
-    assert moto_stream(stage, TIMESERIES).destinations[0]["Redshift"]["Password"] == secret(
-        stage, "TIMESERIES_REDSHIFT_PASSWORD"
-    )
-
-
 def test_stream_still_creating_is_only_awaited(dev: Stage) -> None:
     converge(dev, "firehose")
     moto_stream(dev).delivery_stream_status = "CREATING"
@@ -244,3 +314,201 @@ def test_stream_still_creating_is_only_awaited(dev: Stage) -> None:
     assert step.probe(dev) == "CREATING"
     moto_stream(dev).delivery_stream_status = "ACTIVE"
     assert operations([firehose.plan(dev)[1]]) == ["StartDeliveryStreamEncryption"]
+
+
+# -- the auto-copy -------------------------------------------------------------------------------
+
+
+def test_copy_job_is_made_once_through_the_data_api(dev: Stage, call_log) -> None:
+    dev.on_call(call_log)
+
+    outcome = converge(dev, "firehose", "autocopy")
+
+    made = [op for service, op in call_log.mutating if service in ("redshift", "redshift-data")]
+    assert made == ["PutResourcePolicy", "CreateIntegration", "ExecuteStatement", "ModifyIntegration"]
+    by_name = {r.name: r for r in outcome.resources}
+    assert by_name[JOB].depends_on == (INTEGRATION,)
+    execute = next(c for c in by_name[JOB].calls if c.operation == "ExecuteStatement")
+    # Temporary credentials of the master user through the Data API: no password anywhere.
+    assert {k: execute.params[k] for k in ("ClusterIdentifier", "Database", "DbUser")} == {
+        "ClusterIdentifier": STREAM,
+        "Database": "iotile",
+        "DbUser": "iotile",
+    }
+    assert execute.params["Sql"] == (
+        f"COPY streamdata FROM 's3://iotile-stream-in/dev/data/' IAM_ROLE '{COPY_ROLE}' "
+        "json 'auto' timeformat 'auto' truncatecolumns JOB CREATE iotile_dev_stream_data AUTO ON"
+    )
+    (job,) = copy_jobs(dev).values()
+    assert (job["job_name"], job["iam_role"], job["is_auto"]) == (JOB, COPY_ROLE, 1)
+    assert job["job_text"].startswith("COPY streamdata FROM 's3://iotile-stream-in/dev/data/'")
+    found = integration(dev)
+    namespace = redshift.namespace_arn(dev)
+    assert (found["SourceArn"], found["TargetArn"], found["Status"]) == (
+        "arn:aws:s3:::iotile-stream-in",
+        namespace,
+        "active",
+    )
+    assert f"COPY JOB {JOB}" in found["Description"]
+    policy = json.loads(
+        dev.client("redshift").get_resource_policy(ResourceArn=namespace)["ResourcePolicy"]["Policy"]
+    )
+    assert {s["Action"] for s in policy["Statement"]} == {
+        "redshift:AuthorizeInboundIntegration",
+        "redshift:CreateInboundIntegration",
+    }
+    assert {s["Condition"]["StringEquals"]["aws:SourceArn"] for s in policy["Statement"]} == {
+        "arn:aws:s3:::iotile-stream-in"
+    }
+    bucket = json.loads(dev.client("s3").get_bucket_policy(Bucket="iotile-stream-in")["Policy"])
+    (grant,) = [s for s in bucket["Statement"] if s["Sid"] == "iotile-deploy-dev-redshift-autocopy"]
+    assert grant["Principal"] == {"Service": "redshift.amazonaws.com"}
+    assert grant["Condition"]["StringEquals"] == {"aws:SourceAccount": dev.account_id}
+    call_log.clear()
+
+    again = converge(dev, "firehose", "autocopy")
+
+    assert changed(again.resources) == [] and again.calls == 0
+    assert {r.state for r in again.resources} == {"present"}
+    assert call_log.mutating == [], "reading the job must not run SQL"
+    assert len(copy_jobs(dev)) == 1
+
+
+def test_autocopy_dry_run_on_an_empty_account_calls_nothing(make_stage, call_log) -> None:
+    preview = converge(make_stage("dev", read_only=True, log=call_log), "autocopy", dry_run=True)
+
+    assert [(r.kind, r.name, r.state) for r in preview.resources] == [
+        ("S3 event integration", INTEGRATION, "missing"),
+        ("COPY job", JOB, "missing"),
+    ]
+    assert operations(preview.resources) == [
+        "PutResourcePolicy",
+        "CreateIntegration",
+        "ExecuteStatement",
+        "ModifyIntegration",
+    ]
+    create = next(c for c in preview.resources[0].calls if c.operation == "CreateIntegration")
+    assert create.shown_params()["TargetArn"] == f"<namespace ARN of Redshift cluster {STREAM}>"
+    assert call_log.mutating == []
+
+
+def test_copy_options_changed_in_config_drop_and_make_the_job_again(
+    make_stage, config_copy, call_log
+) -> None:
+    stage = make_stage("dev")
+    ready(stage)
+    converge(stage, "firehose", "autocopy")
+    edited = "firehose:\n  stream_data:\n    copy_options: \"json 'auto' gzip\"\n"
+    changed_stage = make_stage("dev", config_dir=config_copy("dev", edited), log=call_log)
+
+    drifted = converge(changed_stage, "autocopy")
+
+    (job,) = [r for r in drifted.resources if r.name == JOB]
+    assert job.drift == ("COPY JOB command differs from config",)
+    statements = [c.params["Sql"] for c in job.calls if c.operation == "ExecuteStatement"]
+    assert statements[0] == f"COPY JOB DROP {JOB}"
+    assert statements[1].endswith("json 'auto' gzip JOB CREATE iotile_dev_stream_data AUTO ON")
+    assert [op for _, op in call_log.mutating] == [
+        "ExecuteStatement",
+        "ExecuteStatement",
+        "ModifyIntegration",
+    ]
+    assert copy_jobs(stage)[JOB]["job_text"].endswith("json 'auto' gzip")
+    call_log.clear()
+    assert changed(converge(changed_stage, "autocopy").resources) == []
+    assert call_log.mutating == []
+
+
+def test_a_job_dropped_by_hand_is_made_again_when_config_changes(make_stage, config_copy) -> None:
+    stage = make_stage("dev")
+    ready(stage)
+    converge(stage, "autocopy")
+    assert run_sql(stage, f"COPY JOB DROP {JOB}")["Status"] == "FINISHED"
+    edited = "firehose:\n  stream_data:\n    copy_options: \"json 'auto'\"\n"
+
+    converge(make_stage("dev", config_dir=config_copy("dev", edited)), "autocopy")
+
+    assert copy_jobs(stage)[JOB]["job_text"].endswith("json 'auto'")
+
+
+def test_stream_and_copy_job_show_in_status(make_stage, config_copy, capsys) -> None:
+    stage = make_stage("dev")
+    ready(stage)
+
+    def states(at: Stage) -> dict[str, str]:
+        capsys.readouterr()
+        Reporter(as_json=True).status(status_of(at, ["firehose", "autocopy"]))
+        rows = json.loads(capsys.readouterr().out)["resources"]
+        return {row["name"]: row["state"] for row in rows if row["name"] in (STREAM, INTEGRATION, JOB)}
+
+    assert states(stage) == {STREAM: "missing", INTEGRATION: "missing", JOB: "missing"}
+    converge(stage, "firehose", "autocopy")
+    assert states(stage) == {STREAM: "present", INTEGRATION: "present", JOB: "present"}
+    edited = "firehose:\n  stream_data:\n    table: streamdata2\n"
+    assert states(make_stage("dev", config_dir=config_copy("dev", edited))) == {
+        STREAM: "present",
+        INTEGRATION: "present",
+        JOB: "drifted",
+    }
+
+
+def test_an_integration_the_bucket_does_not_allow_fails_naming_the_policy(dev: Stage) -> None:
+    dev.client("s3").delete_bucket_policy(Bucket="iotile-stream-in")
+
+    with pytest.raises(AwsError, match=r"needs_attention.*bucket policy of arn:aws:s3:::iotile-stream-in"):
+        converge(dev, "autocopy")
+
+    converge(dev, "s3")  # the bucket policy, with the integration's statement, is put back
+    assert integration(dev)["Status"] == "active"
+    assert operations(converge(dev, "autocopy").resources) == ["ExecuteStatement", "ModifyIntegration"]
+    assert JOB in copy_jobs(dev)
+
+
+def test_timeseries_stream_and_job_only_when_its_cluster_is_enabled(make_stage, config_copy) -> None:
+    stage = make_stage("dev", config_dir=config_copy("dev", TIMESERIES_ON))
+    ready(stage)
+
+    outcome = converge(stage, "firehose", "autocopy")
+
+    assert [r.name for r in outcome.resources] == [
+        LOG_GROUP,
+        STREAM,
+        TIMESERIES,
+        INTEGRATION,
+        JOB,
+        "iotile-dev-timeseries",
+        "iotile_dev_timeseries",
+    ]
+    assert destination(stage, TIMESERIES)["BucketARN"] == "arn:aws:s3:::iotile-timeseries-kinesis"
+    (job,) = copy_jobs(stage, TIMESERIES, "timeseries").values()
+    assert job["job_text"].startswith("COPY timeseries FROM 's3://iotile-timeseries-kinesis/dev/data/'")
+    assert integration(stage, "iotile-dev-timeseries")["TargetArn"] == redshift.namespace_arn(
+        stage, "timeseries"
+    )
+    assert autocopy.bucket_policy_statements(stage, "iotile-timeseries-kinesis")
+    assert autocopy.bucket_policy_statements(stage, "iotile-cloud-reports") == []
+
+
+def test_a_cluster_made_again_gets_its_integration_and_job_made_again(dev: Stage, call_log) -> None:
+    converge(dev, "autocopy")
+    old = integration(dev)
+    dev.client("redshift").delete_cluster(ClusterIdentifier=STREAM, SkipFinalClusterSnapshot=True)
+    converge(dev, "redshift")
+    dev.on_call(call_log)
+
+    remade = converge(dev, "autocopy")
+
+    assert [op for _, op in call_log.mutating] == [
+        "PutResourcePolicy",
+        "DeleteIntegration",
+        "CreateIntegration",
+        "ExecuteStatement",  # the drop: the new cluster has no job, which is as good as dropped
+        "ExecuteStatement",
+        "ModifyIntegration",
+    ]
+    assert {r.name: r.drift for r in remade.resources}[JOB] == ("its integration is made again",)
+    new = integration(dev)
+    assert new["IntegrationArn"] != old["IntegrationArn"]
+    assert (new["TargetArn"], new["Status"]) == (redshift.namespace_arn(dev), "active")
+    assert JOB in copy_jobs(dev)
+    assert changed(converge(dev, "autocopy").resources) == []

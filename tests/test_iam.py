@@ -247,3 +247,25 @@ def test_canonical_ignores_spelling() -> None:
     assert policies.canonical(one) != policies.canonical(
         {"Statement": [{"Action": "s3:PutObject", "Resource": ["a", "b"]}]}
     )
+
+
+def test_service_linked_roles_are_made_once_and_a_race_is_no_failure(make_stage, call_log) -> None:
+    """On a fresh account CreateDomain in a VPC fails until OpenSearch's service-linked role
+    exists: the IAM area (wave 1) makes every one the stack relies on."""
+    from deploy.execute import execute_resources
+    from deploy.report import Reporter
+
+    stage = make_stage("dev", log=call_log)
+    stage.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    planned = [r for r in iam.plan(stage) if r.kind == "service-linked role"]
+    assert [r.name for r in planned if r.steps] == [
+        s for s in iam.SERVICE_LINKED_ROLES if s != "ecs.amazonaws.com"
+    ]
+    # Another run (or AWS itself) makes one between our read and our call: it counts as done.
+    stage.client("iam").create_service_linked_role(AWSServiceName="elasticache.amazonaws.com")
+    execute_resources(stage, [r for r in planned if r.steps], Reporter(as_json=True))
+
+    assert iam.read_service_linked_roles(stage) >= set(iam.SERVICE_LINKED_ROLES)
+    call_log.clear()
+    again = [r for r in iam.plan(stage) if r.kind == "service-linked role"]
+    assert changed(again) == [] and call_log.mutating == []

@@ -13,8 +13,6 @@ from tests.helpers import changed, converge, operations
 ALIAS = "alias/iotile-cloud-notifications"
 SERVICES = [
     "cloudwatch.amazonaws.com",
-    "elasticache.amazonaws.com",
-    "elasticbeanstalk.amazonaws.com",
     "events.amazonaws.com",
     "s3.amazonaws.com",
     "ses.amazonaws.com",

@@ -78,7 +78,7 @@ def assert_secure(stage: Stage) -> None:
     data_group = network.security_group_id(stage, stage.config.network.data_security_group)
     assert stored.security_group_ids == [data_group]
     assert stored.cache_subnet_group_name == stage.config.network.cache_subnet_group
-    assert stored.notification_topic_arn == stage.arn("sns", "IotileCloudEBNotifications")
+    assert stored.notification_topic_arn == stage.arn("sns", f"iotile-cache-events-{stage.name}")
     assert (stored.engine, stored.engine_version, stored.port) == ("redis", config.engine_version, 6379)
 
 
@@ -421,3 +421,19 @@ def test_fewer_replicas_are_removed_after_failover_goes_off(make_stage) -> None:
     assert [c.operation for c in resource.calls] == ["ModifyReplicationGroup", "DecreaseReplicaCount"]
     assert resource.calls[0].params["AutomaticFailoverEnabled"] is False
     assert resource.calls[1].params["NewReplicaCount"] == spec.replicas == 1
+
+
+def test_events_go_to_the_plain_topic_and_an_inactive_one_is_reactivated(make_stage) -> None:
+    """ElastiCache cannot publish to an encrypted topic (the emulator refuses one): its events go to
+    sns.topics.cache_events, and a topic ElastiCache reports `inactive` is drift."""
+    from dataclasses import replace
+
+    stage = make_stage("dev")
+    spec, state = spec_and_state(stage)
+    assert spec.notification_topic == stage.arn("sns", "iotile-cache-events-dev")
+    inactive = replace(state, node=replace(state.node, notification_status="inactive"))
+    assert redis.plan_replication_group(stage, spec, state, "sg-data").state == "present"
+    resource = redis.plan_replication_group(stage, spec, inactive, "sg-data")
+    (call,) = [c for c in resource.calls if c.operation == "ModifyReplicationGroup"]
+    assert call.params["NotificationTopicStatus"] == "active"
+    assert "inactive" in call.reason

@@ -39,10 +39,17 @@ def attached(stage: Stage, role: str) -> set[str]:
     return {policy["PolicyArn"] for policy in found}
 
 
+def ready(stage: Stage) -> None:
+    """What the search domain needs from wave 1: the network, and the service-linked role the
+    IAM area makes (AWS refuses a domain in a VPC without it, and so does the emulator)."""
+    converge(stage, "network")
+    stage.client("iam").create_service_linked_role(AWSServiceName="opensearchservice.amazonaws.com")
+
+
 @pytest.fixture
 def dev(make_stage) -> Stage:
     stage = make_stage("dev")
-    converge(stage, "network")
+    ready(stage)
     return stage
 
 
@@ -104,7 +111,7 @@ def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> N
     assert call_log.mutating == []
 
     stage = make_stage("dev", log=call_log)
-    converge(stage, "network")
+    ready(stage)
     converge(stage, "search")
     call_log.clear()
     again = converge(stage, "search")
@@ -184,7 +191,7 @@ def test_a_processing_domain_is_only_awaited(dev: Stage) -> None:
 def test_one_instance_and_a_kms_key_from_config(make_stage, config_copy) -> None:
     small = config_copy("dev", "search:\n  instances: 1\n  kms_key: alias/iotile-search\n")
     stage = make_stage("dev", config_dir=small)
-    converge(stage, "network")
+    ready(stage)
     kms = stage.client("kms")
     key = kms.create_key(Description="search")["KeyMetadata"]
     kms.create_alias(AliasName="alias/iotile-search", TargetKeyId=key["KeyId"])

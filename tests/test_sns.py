@@ -13,6 +13,8 @@ TOPICS = {
     "iotile--upload-sxd--dev",
     "dynamodb",
 }
+# ElastiCache cannot publish to an encrypted topic: its events have a plain one of their own.
+CACHE_EVENTS = "iotile-cache-events-dev"
 STAFF = "sns:\n  staff_subscriptions:\n    - {protocol: email, endpoint: ops@example.com}\n"
 
 
@@ -26,7 +28,7 @@ def test_creates_six_topics_encrypted_and_tagged(make_stage) -> None:
 
     converge(stage, "sns")
 
-    assert topic_names(stage) == TOPICS
+    assert topic_names(stage) == TOPICS | {CACHE_EVENTS}
     sns = stage.client("sns")
     for name in TOPICS:
         arn = stage.arn("sns", name)
@@ -66,10 +68,36 @@ def test_encryption_removed_by_hand_is_restored(make_stage) -> None:
 def test_second_run_and_dry_run_make_no_mutating_call(make_stage, call_log) -> None:
     stage = make_stage("dev", log=call_log)
     preview = converge(make_stage("dev", read_only=True), "sns", dry_run=True)
-    assert operations(preview.resources).count("CreateTopic") == 6
+    assert operations(preview.resources).count("CreateTopic") == 7
     assert topic_names(stage) == set()
 
     converge(stage, "sns")
     call_log.clear()
     assert changed(converge(stage, "sns").resources) == []
     assert call_log.mutating == []
+
+
+def test_cache_events_topic_is_plain_and_open_to_this_account_only(make_stage, call_log) -> None:
+    import json
+
+    stage = make_stage("dev", log=call_log)
+    converge(stage, "sns")
+    sns, arn = stage.client("sns"), stage.arn("sns", CACHE_EVENTS)
+    attributes = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+    assert not attributes.get("KmsMasterKeyId")
+    (statement,) = json.loads(attributes["Policy"])["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"AWS:SourceOwner": stage.account_id}}
+    assert statement["Resource"] == arn
+
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="KmsMasterKeyId", AttributeValue="alias/aws/sns")
+    opened = {"Version": "2012-10-17", "Statement": [{**statement, "Condition": {}}]}
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(opened))
+    drifted = converge(stage, "sns")
+
+    assert [r.name for r in drifted.resources if r.steps] == [CACHE_EVENTS]
+    assert [s.params["AttributeName"] for s in drifted.resources[-1].steps] == ["KmsMasterKeyId", "Policy"]
+    attributes = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+    assert not attributes.get("KmsMasterKeyId")
+    assert json.loads(attributes["Policy"])["Statement"][0]["Condition"]["StringEquals"]
+    call_log.clear()
+    assert changed(converge(stage, "sns").resources) == [] and call_log.mutating == []

@@ -59,7 +59,8 @@ def test_ses_identity_is_pending_until_its_txt_record_exists(region) -> None:
     ses.set_identity_notification_topic(Identity=DOMAIN, NotificationType="Bounce", SnsTopic="arn:x")
 
 
-def test_ttl_changes_once_an_hour(region, emulator_clock) -> None:
+def new_table(region: str):
+    """A client of DynamoDB, and a table `t` made just now."""
     dynamodb = boto3.client("dynamodb", region_name=region)
     dynamodb.create_table(
         TableName="t",
@@ -67,6 +68,11 @@ def test_ttl_changes_once_an_hour(region, emulator_clock) -> None:
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    return dynamodb
+
+
+def test_ttl_changes_once_an_hour(region, emulator_clock) -> None:
+    dynamodb = new_table(region)
     dynamodb.update_time_to_live(
         TableName="t", TimeToLiveSpecification={"Enabled": True, "AttributeName": "a"}
     )
@@ -86,13 +92,7 @@ def test_ttl_changes_once_an_hour(region, emulator_clock) -> None:
 
 
 def test_point_in_time_recovery_is_refused_right_after_create(region, emulator_clock) -> None:
-    dynamodb = boto3.client("dynamodb", region_name=region)
-    dynamodb.create_table(
-        TableName="t",
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = new_table(region)
     on = {"PointInTimeRecoveryEnabled": True}
     with pytest.raises(ClientError) as refused:
         dynamodb.update_continuous_backups(TableName="t", PointInTimeRecoverySpecification=on)
@@ -124,3 +124,136 @@ def test_rds_creates_only_offered_postgres_versions(region, version: str, accept
     else:
         with pytest.raises(ClientError, match=r"InvalidParameterCombination.*Cannot find version"):
             create()
+
+
+def _redshift_cluster(redshift, identifier: str, *, public: bool, routing: bool) -> str:
+    """A cluster as the test wants it; returns the JDBC URL Firehose would be given."""
+    found = redshift.create_cluster(
+        ClusterIdentifier=identifier,
+        NodeType="ra3.xlplus",
+        ClusterType="single-node",
+        DBName="iotile",
+        MasterUsername="iotile",
+        MasterUserPassword="Passw0rdPassw0rd",
+        PubliclyAccessible=public,
+        EnhancedVpcRouting=routing,
+    )["Cluster"]
+    endpoint = (
+        found.get("Endpoint")
+        or redshift.describe_clusters(ClusterIdentifier=identifier)["Clusters"][0]["Endpoint"]
+    )
+    return f"jdbc:redshift://{endpoint['Address']}:{endpoint['Port']}/iotile"
+
+
+def _redshift_destination(url: str) -> dict:
+    return {
+        "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+        "ClusterJDBCURL": url,
+        "CopyCommand": {"DataTableName": "streamdata"},
+        "Username": "iotile",
+        "Password": "Passw0rdPassw0rd",
+        "S3Configuration": {
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": "arn:aws:s3:::iotile-stream-in",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("public", "routing", "refusal"),
+    [
+        (True, False, None),
+        (False, False, "is not publicly accessible"),
+        (True, True, "has enhanced VPC routing enabled"),
+        (False, True, "is not publicly accessible and has enhanced VPC routing enabled"),
+    ],
+)
+def test_firehose_delivers_only_into_a_public_cluster_without_enhanced_vpc_routing(
+    region, public: bool, routing: bool, refusal: str | None
+) -> None:
+    redshift = boto3.client("redshift", region_name=region)
+    firehose = boto3.client("firehose", region_name=region)
+    url = _redshift_cluster(redshift, "dw", public=public, routing=routing)
+
+    def create() -> None:
+        firehose.create_delivery_stream(
+            DeliveryStreamName="into-dw", RedshiftDestinationConfiguration=_redshift_destination(url)
+        )
+
+    if refusal is None:
+        create()
+        assert firehose.list_delivery_streams()["DeliveryStreamNames"] == ["into-dw"]
+    else:
+        with pytest.raises(ClientError, match="InvalidArgumentException") as refused:
+            create()
+        assert f"cluster dw: the cluster {refusal}" in str(refused.value)
+        assert firehose.list_delivery_streams()["DeliveryStreamNames"] == []
+
+
+def test_firehose_update_into_a_cluster_made_private_is_refused(region) -> None:
+    redshift = boto3.client("redshift", region_name=region)
+    firehose = boto3.client("firehose", region_name=region)
+    url = _redshift_cluster(redshift, "dw", public=True, routing=False)
+    firehose.create_delivery_stream(
+        DeliveryStreamName="into-dw", RedshiftDestinationConfiguration=_redshift_destination(url)
+    )
+    redshift.modify_cluster(ClusterIdentifier="dw", EnhancedVpcRouting=True)
+    found = firehose.describe_delivery_stream(DeliveryStreamName="into-dw")["DeliveryStreamDescription"]
+    version, destination = found["VersionId"], found["Destinations"][0]["DestinationId"]
+
+    def update(**change: object) -> None:
+        firehose.update_destination(
+            DeliveryStreamName="into-dw",
+            CurrentDeliveryStreamVersionId=version,
+            DestinationId=destination,
+            **change,
+        )
+
+    # The update keeps the URL: it still delivers into the cluster that now routes through its VPC.
+    with pytest.raises(ClientError, match="enhanced VPC routing"):
+        update(RedshiftDestinationUpdate={"CopyCommand": {"DataTableName": "other"}})
+    private = _redshift_cluster(redshift, "private-dw", public=False, routing=False)
+    with pytest.raises(ClientError, match="private-dw: the cluster is not publicly accessible"):
+        update(RedshiftDestinationUpdate={"ClusterJDBCURL": private})
+    # Away from Redshift altogether is fine: the rule is about Redshift destinations only.
+    update(ExtendedS3DestinationUpdate={"BucketARN": "arn:aws:s3:::iotile-stream-in", "Prefix": "dev/data/"})
+
+
+def _encrypted_and_plain_topics(region: str) -> tuple[str, str]:
+    sns = boto3.client("sns", region_name=region)
+    encrypted = sns.create_topic(Name="sealed", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
+    return encrypted, sns.create_topic(Name="plain")["TopicArn"]
+
+
+def test_elasticache_refuses_an_encrypted_topic(region) -> None:
+    encrypted, plain = _encrypted_and_plain_topics(region)
+    elasticache = boto3.client("elasticache", region_name=region)
+    group = {"ReplicationGroupDescription": "d", "CacheNodeType": "cache.t4g.micro", "Engine": "redis"}
+    with pytest.raises(ClientError, match="InvalidParameterValue"):
+        elasticache.create_replication_group(
+            ReplicationGroupId="rg1", NotificationTopicArn=encrypted, **group
+        )
+    elasticache.create_replication_group(ReplicationGroupId="rg2", NotificationTopicArn=plain, **group)
+    with pytest.raises(ClientError, match="InvalidParameterValue"):
+        elasticache.modify_replication_group(ReplicationGroupId="rg2", NotificationTopicArn=encrypted)
+
+
+def test_opensearch_in_a_vpc_needs_its_service_linked_role(region) -> None:
+    ec2, iam = boto3.client("ec2", region_name=region), boto3.client("iam", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    opensearch = boto3.client("opensearch", region_name=region)
+    domain = {"EngineVersion": "OpenSearch_2.13", "VPCOptions": {"SubnetIds": [subnet]}}
+    with pytest.raises(ClientError, match="service-linked role"):
+        opensearch.create_domain(DomainName="search", **domain)
+    iam.create_service_linked_role(AWSServiceName="opensearchservice.amazonaws.com")
+    opensearch.create_domain(DomainName="search", **domain)
+
+
+def test_a_service_linked_role_taken_is_invalid_input(region) -> None:
+    iam = boto3.client("iam", region_name=region)
+    iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    with pytest.raises(ClientError) as taken:
+        iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    assert taken.value.response["Error"]["Code"] == "InvalidInput"
+    assert "has been taken" in taken.value.response["Error"]["Message"]

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "dynamodb"
-# Needs first: the tables' key.
-AFTER: tuple[str, ...] = ("kms",)
+# Needs first: the tables' key, the service-linked role of their autoscaling.
+AFTER: tuple[str, ...] = ("kms", "iam")
 OWNER = "iotile-deploy"
 WORKER_LOGS_INDEX = "action-started-index"
 FILTER_LOG_INDEX = "target-timestamp-index"

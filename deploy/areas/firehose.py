@@ -1,5 +1,7 @@
-"""Firehose: the delivery streams that stage worker records in S3 and COPY them into Redshift
-(stream data; time series when enabled), encrypted, with delivery errors logged to CloudWatch."""
+"""Firehose: the delivery streams that stage worker records in S3 (stream data; time series when
+enabled), encrypted, with delivery errors logged to CloudWatch. Redshift loads the staged records
+itself, through the auto-copy jobs of the autocopy area: Firehose cannot write into a private
+cluster with enhanced VPC routing, which is what the redshift area makes."""
 
 from __future__ import annotations
 
@@ -11,30 +13,53 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Resource, Step, Wait, converge
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "firehose"
-# Needs first: its role, the staging buckets, the Redshift cluster it delivers into.
+# What other areas may call here (the tests hold them to it): where the records are staged.
+LOOKUPS = ("staging_bucket", "staging_url")
+# Needs first: its role, the staging buckets, and the cluster its records are for (no stream
+# stages records before the cluster that loads them exists).
 AFTER: tuple[str, ...] = ("iam", "s3", "redshift")
 STREAM_KIND = "delivery stream"
 LOG_KIND = "log group"
-# (firehose config key, staging bucket config key): each stream delivers into the cluster of
-# the same key in redshift config.
+# (firehose config key, staging bucket config key): each stream stages the records of the cluster
+# of the same key in redshift config, and exists only while that cluster is enabled.
 STREAMS = (("stream_data", "stream_in"), ("timeseries", "timeseries_kinesis"))
 LOG_RETENTION_DAYS = 30
 S3_LOG_STREAM = "S3Delivery"
-REDSHIFT_LOG_STREAM = "RedshiftDelivery"
-RETRY_SECONDS = 3600
 ENCRYPTION = {"KeyType": "AWS_OWNED_CMK"}
 ENCRYPTION_ON = ("ENABLED", "ENABLING")
-# Redshift COPY reads the staged objects as they are: compressing them would need `gzip` in the
-# COPY options.
+# The COPY of the auto-copy job reads the staged objects as they are: compressing them would need
+# `gzip` in the COPY options.
 COMPRESSION = "UNCOMPRESSED"
+S3_DESTINATION = "ExtendedS3DestinationDescription"
+
+
+def staging_folder(stage: Stage) -> str:
+    """The stage's folder in a staging bucket: the IAM policies give Firehose and COPY only it."""
+    return f"{stage.name}/"
+
+
+def staging_prefix(stage: Stage) -> str:
+    """Where records are staged. Delivery errors go to a sibling folder, so that the auto-copy
+    job, which loads every new object under this prefix, never loads an error report."""
+    return f"{staging_folder(stage)}data/"
+
+
+def staging_bucket(stage: Stage, which: str) -> str:
+    """The bucket the `which` stream (stream_data, timeseries) stages its records in."""
+    bucket_key = dict(STREAMS)[which]
+    return str(getattr(stage.config.s3.buckets, bucket_key).name)
+
+
+def staging_url(stage: Stage, which: str) -> str:
+    """`s3://bucket/<stage>/data/`: where the `which` stream's records land, for COPY to read."""
+    return f"s3://{staging_bucket(stage, which)}/{staging_prefix(stage)}"
 
 
 @dataclass(frozen=True)
@@ -43,22 +68,15 @@ class StreamSpec:
 
     which: str
     name: str
-    table: str
-    copy_options: str
     buffer_seconds: int
     buffer_mb: int
     bucket: str
+    bucket_arn: str
     prefix: str
+    error_prefix: str
     role_arn: str
-    cluster: str
-    username: str
-    password_secret: str
     log_group: str
     tags: dict[str, str]
-
-    @property
-    def error_prefix(self) -> str:
-        return f"{self.prefix}errors/"
 
 
 @dataclass
@@ -70,7 +88,9 @@ class StreamState:
     arn: str = ""
     version_id: str = ""
     destination_id: str = ""
-    redshift: dict[str, Any] = field(default_factory=dict)
+    # The kind of destination (`ExtendedS3`, `Redshift`, ...) and, for S3, its description.
+    destination: str = ""
+    s3: dict[str, Any] = field(default_factory=dict)
     encryption: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -102,36 +122,28 @@ class LogGroupState:
 def stream_specs(stage: Stage) -> list[StreamSpec]:
     from deploy.areas.iam import role_arn
     from deploy.areas.redshift import enabled_clusters
+    from deploy.aws import partition
     from deploy.policies import log_groups
 
     config = stage.config
     enabled = enabled_clusters(stage)
-    specs = []
-    for which, bucket_key in STREAMS:
-        if which not in enabled:
-            continue
-        stream = getattr(config.firehose, which)
-        cluster = getattr(config.redshift, which)
-        specs.append(
-            StreamSpec(
-                which=which,
-                name=stream.name,
-                table=stream.table,
-                copy_options=stream.copy_options,
-                buffer_seconds=stream.buffer_seconds,
-                buffer_mb=stream.buffer_mb,
-                bucket=getattr(config.s3.buckets, bucket_key).name,
-                # The IAM policies give Firehose and COPY this stage's folder only.
-                prefix=f"{stage.name}/",
-                role_arn=role_arn(stage, config.iam.firehose_role),
-                cluster=cluster.identifier,
-                username=cluster.master_username,
-                password_secret=cluster.password_secret,
-                log_group=log_groups(stage)["firehose"],
-                tags=stage.tags(stream.name),
-            )
+    return [
+        StreamSpec(
+            which=which,
+            name=getattr(config.firehose, which).name,
+            buffer_seconds=getattr(config.firehose, which).buffer_seconds,
+            buffer_mb=getattr(config.firehose, which).buffer_mb,
+            bucket=staging_bucket(stage, which),
+            bucket_arn=f"arn:{partition(stage.region)}:s3:::{staging_bucket(stage, which)}",
+            prefix=staging_prefix(stage),
+            error_prefix=f"{staging_folder(stage)}errors/",
+            role_arn=role_arn(stage, config.iam.firehose_role),
+            log_group=log_groups(stage)["firehose"],
+            tags=stage.tags(getattr(config.firehose, which).name),
         )
-    return specs
+        for which, _ in STREAMS
+        if which in enabled
+    ]
 
 
 def log_group_spec(stage: Stage) -> LogGroupSpec:
@@ -139,7 +151,7 @@ def log_group_spec(stage: Stage) -> LogGroupSpec:
 
     # Named per stage in code, not in config: tag it as the stage's own.
     name = log_groups(stage)["firehose"]
-    return LogGroupSpec(name, (S3_LOG_STREAM, REDSHIFT_LOG_STREAM), LOG_RETENTION_DAYS, stage.tags())
+    return LogGroupSpec(name, (S3_LOG_STREAM,), LOG_RETENTION_DAYS, stage.tags())
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -163,6 +175,15 @@ def _describe(stage: Stage, name: str) -> dict[str, Any] | None:
         raise
 
 
+def _destination_kind(destination: dict[str, Any]) -> str:
+    """`ExtendedS3`, `Redshift`, ...: an S3 destination also carries the plain S3 description."""
+    kinds = [key.removesuffix("DestinationDescription") for key in destination if key.endswith("Description")]
+    if "ExtendedS3" in kinds:
+        return "ExtendedS3"
+    others = [kind for kind in kinds if kind != "S3"]
+    return others[0] if others else ("S3" if kinds else "")
+
+
 def read_stream(stage: Stage, name: str) -> StreamState:
     found = _describe(stage, name)
     if found is None:
@@ -176,7 +197,8 @@ def read_stream(stage: Stage, name: str) -> StreamState:
         arn=found.get("DeliveryStreamARN", ""),
         version_id=found.get("VersionId", ""),
         destination_id=destination.get("DestinationId", ""),
-        redshift=destination.get("RedshiftDestinationDescription", {}),
+        destination=_destination_kind(destination),
+        s3=destination.get(S3_DESTINATION, {}),
         encryption=found.get("DeliveryStreamEncryptionConfiguration") or {},
         tags={tag["Key"]: tag.get("Value", "") for tag in tags},
     )
@@ -208,36 +230,6 @@ def read_log_group(stage: Stage, name: str) -> LogGroupState:
     return LogGroupState(True, found.get("retentionInDays"), streams)
 
 
-def _cluster_url(stage: Stage, spec: StreamSpec) -> str | None:
-    from deploy.areas.redshift import jdbc_url
-
-    return jdbc_url(stage, spec.which)
-
-
-def _url_once_available(spec: StreamSpec) -> Deferred:
-    def resolve(stage: Stage) -> str:
-        url = _cluster_url(stage, spec)
-        if url is None:
-            raise AwsError(
-                "ClusterNotFound",
-                f"Redshift cluster {spec.cluster} has no endpoint, so {spec.name} cannot deliver to it",
-                "Run `inv redshift.create --stage <stage>` (it waits until the cluster is available), "
-                "then rerun.",
-            )
-        return url
-
-    return Deferred(f"JDBC URL of Redshift cluster {spec.cluster}", resolve)
-
-
-def _password(spec: StreamSpec) -> Deferred:
-    def resolve(stage: Stage) -> str:
-        from deploy.secrets import read_secret
-
-        return read_secret(stage, spec.password_secret)[1]
-
-    return Deferred(f"{spec.password_secret} from Parameter Store", resolve)
-
-
 # -- planning ----------------------------------------------------------------------------------
 
 
@@ -246,9 +238,10 @@ def _logging(spec: StreamSpec, stream: str) -> dict[str, Any]:
 
 
 def s3_configuration(spec: StreamSpec) -> dict[str, Any]:
+    """The S3 destination, as created and as every UpdateDestination sets it."""
     return {
         "RoleARN": spec.role_arn,
-        "BucketARN": f"arn:aws:s3:::{spec.bucket}",
+        "BucketARN": spec.bucket_arn,
         "Prefix": spec.prefix,
         "ErrorOutputPrefix": spec.error_prefix,
         "BufferingHints": {"SizeInMBs": spec.buffer_mb, "IntervalInSeconds": spec.buffer_seconds},
@@ -257,40 +250,15 @@ def s3_configuration(spec: StreamSpec) -> dict[str, Any]:
     }
 
 
-def redshift_settings(spec: StreamSpec) -> dict[str, Any]:
-    """The destination settings compared and updated in place (everything but URL and login)."""
-    return {
-        "RoleARN": spec.role_arn,
-        "CopyCommand": {"DataTableName": spec.table, "CopyOptions": spec.copy_options},
-        "CloudWatchLoggingOptions": _logging(spec, REDSHIFT_LOG_STREAM),
-        "RetryOptions": {"DurationInSeconds": RETRY_SECONDS},
-    }
-
-
-def _create_steps(stage: Stage, spec: StreamSpec, url: str | Deferred) -> list[Step]:
-    destination = {
-        **redshift_settings(spec),
-        "ClusterJDBCURL": url,
-        "Username": spec.username,
-        "Password": _password(spec),
-        "S3Configuration": s3_configuration(spec),
-    }
+def _create_steps(stage: Stage, spec: StreamSpec) -> list[Step]:
     params = {
         "DeliveryStreamName": spec.name,
         "DeliveryStreamType": "DirectPut",
         "DeliveryStreamEncryptionConfigurationInput": dict(ENCRYPTION),
-        "RedshiftDestinationConfiguration": destination,
+        "ExtendedS3DestinationConfiguration": s3_configuration(spec),
         "Tags": stage.tag_list(spec.tags),
     }
-    # The password is a Deferred read at call time: plans show only where it comes from.
-    call = Call(
-        "firehose",
-        "CreateDeliveryStream",
-        params,
-        spec.name,
-        "delivery stream does not exist",
-        sensitive=("RedshiftDestinationConfiguration.Password",),
-    )
+    call = Call("firehose", "CreateDeliveryStream", params, spec.name, "delivery stream does not exist")
     return [call, _wait(stage, spec, "new delivery stream is being created")]
 
 
@@ -310,62 +278,43 @@ def _logging_of(described: dict[str, Any]) -> dict[str, Any]:
     return {k: options.get(k) for k in ("Enabled", "LogGroupName", "LogStreamName")}
 
 
-def destination_drift(spec: StreamSpec, actual: dict[str, Any], url: str | None) -> list[str]:
-    """What differs between config and a RedshiftDestinationDescription, in words."""
-    want_s3, have_s3 = s3_configuration(spec), actual.get("S3DestinationDescription") or {}
-    copy = actual.get("CopyCommand") or {}
+def destination_drift(spec: StreamSpec, actual: dict[str, Any]) -> list[str]:
+    """What differs between config and an ExtendedS3DestinationDescription, in words."""
+    want = s3_configuration(spec)
     checks = [
-        ("role", spec.role_arn, actual.get("RoleARN")),
-        ("table", spec.table, copy.get("DataTableName")),
-        ("copy options", spec.copy_options.strip(), (copy.get("CopyOptions") or "").strip()),
-        ("retry duration", RETRY_SECONDS, (actual.get("RetryOptions") or {}).get("DurationInSeconds")),
-        ("Redshift error logging", _logging(spec, REDSHIFT_LOG_STREAM), _logging_of(actual)),
-        ("staging role", want_s3["RoleARN"], have_s3.get("RoleARN")),
-        ("staging bucket", want_s3["BucketARN"], have_s3.get("BucketARN")),
-        ("prefix", spec.prefix, have_s3.get("Prefix")),
-        ("error prefix", spec.error_prefix, have_s3.get("ErrorOutputPrefix")),
-        ("buffering", want_s3["BufferingHints"], have_s3.get("BufferingHints")),
-        ("compression", COMPRESSION, have_s3.get("CompressionFormat")),
-        ("S3 error logging", want_s3["CloudWatchLoggingOptions"], _logging_of(have_s3)),
+        ("role", want["RoleARN"], actual.get("RoleARN")),
+        ("staging bucket", want["BucketARN"], actual.get("BucketARN")),
+        ("prefix", spec.prefix, actual.get("Prefix")),
+        ("error prefix", spec.error_prefix, actual.get("ErrorOutputPrefix")),
+        ("buffering", want["BufferingHints"], actual.get("BufferingHints")),
+        ("compression", COMPRESSION, actual.get("CompressionFormat")),
+        ("error logging", want["CloudWatchLoggingOptions"], _logging_of(actual)),
     ]
-    if url is not None:
-        checks.append(("cluster URL", url, actual.get("ClusterJDBCURL")))
-        checks.append(("user", spec.username, actual.get("Username")))
-    return [what for what, want, have in checks if want != have]
+    return [what for what, wanted, have in checks if wanted != have]
 
 
-def _update_call(spec: StreamSpec, state: StreamState, url: str | Deferred, drift: list[str]) -> Call:
-    s3_update = s3_configuration(spec)
-    update: dict[str, Any] = {**redshift_settings(spec), "S3Update": s3_update}
-    if not state.redshift:
-        # Not a Redshift destination yet: switching needs the whole connection.
-        update.update(ClusterJDBCURL=url, Username=spec.username, Password=_password(spec))
-    elif "cluster URL" in drift or "user" in drift:
-        update.update(ClusterJDBCURL=url, Username=spec.username)
+def _update_call(spec: StreamSpec, state: StreamState, reason: str) -> Call:
     params = {
         "DeliveryStreamName": spec.name,
         "CurrentDeliveryStreamVersionId": state.version_id,
         "DestinationId": state.destination_id,
-        "RedshiftDestinationUpdate": update,
+        # The whole destination each time: switching from another kind replaces it entirely, and
+        # within S3 the settings that match are written back unchanged.
+        "ExtendedS3DestinationUpdate": s3_configuration(spec),
     }
-    reason = f"{', '.join(drift)} differ from config"
-    return Call(
-        "firehose",
-        "UpdateDestination",
-        params,
-        spec.name,
-        reason,
-        sensitive=("RedshiftDestinationUpdate.Password",),
-    )
+    return Call("firehose", "UpdateDestination", params, spec.name, reason)
 
 
-def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState, url: str | None) -> list[Step]:
+def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Step]:
     steps: list[Step] = []
-    drift = (
-        destination_drift(spec, state.redshift, url) if state.redshift else ["destination is not Redshift"]
-    )
-    if drift:
-        steps.append(_update_call(spec, state, url or _url_once_available(spec), drift))
+    if state.destination != "ExtendedS3":
+        # A stream from before auto-copy delivers into Redshift itself: it becomes S3 only.
+        kind = state.destination or "missing"
+        steps.append(_update_call(spec, state, f"destination is {kind}, not S3"))
+    else:
+        drift = destination_drift(spec, state.s3)
+        if drift:
+            steps.append(_update_call(spec, state, f"{', '.join(drift)} differ from config"))
     if not state.encrypted:
         params = {
             "DeliveryStreamName": spec.name,
@@ -380,17 +329,17 @@ def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState, url: str | 
     return steps
 
 
-def plan_stream(stage: Stage, spec: StreamSpec, state: StreamState, url: str | None) -> Resource:
-    detail = f"{spec.cluster}: {spec.table} via s3://{spec.bucket}/{spec.prefix}"
+def plan_stream(stage: Stage, spec: StreamSpec, state: StreamState) -> Resource:
+    detail = f"s3://{spec.bucket}/{spec.prefix}"
     if not state.exists:
-        steps = _create_steps(stage, spec, url or _url_once_available(spec))
+        steps = _create_steps(stage, spec)
     elif state.status == "CREATING":
         steps = [_wait(stage, spec, "delivery stream is being created")]
     elif state.status != "ACTIVE":
         steps = []
         detail = f"{state.status}: not changed while in this state"
     else:
-        steps = _drift_steps(stage, spec, state, url)
+        steps = _drift_steps(stage, spec, state)
     return converge(
         AREA, STREAM_KIND, spec.name, steps, exists=state.exists, detail=detail, depends_on=[spec.log_group]
     )
@@ -421,18 +370,16 @@ def plan(stage: Stage) -> list[Resource]:
     reads: list[Callable[[], Any]] = [
         partial(read_log_group, stage, group.name),
         *(partial(read_stream, stage, spec.name) for spec in specs),
-        *(partial(_cluster_url, stage, spec) for spec in specs),
     ]
-    group_state, *found = map_concurrently(lambda read: read(), reads)
-    states, urls = found[: len(specs)], found[len(specs) :]
+    group_state, *states = map_concurrently(lambda read: read(), reads)
     return [
         plan_log_group(stage, group, group_state),
-        *(plan_stream(stage, spec, state, url) for spec, state, url in zip(specs, states, urls, strict=True)),
+        *(plan_stream(stage, spec, state) for spec, state in zip(specs, states, strict=True)),
     ]
 
 
 # -- tasks -------------------------------------------------------------------------------------
 
 
-create, status = area_tasks(AREA, "the delivery streams into Redshift and their error log group", plan)
+create, status = area_tasks(AREA, "the delivery streams into the staging buckets and their error log", plan)
 collection = Collection(AREA, create, status)

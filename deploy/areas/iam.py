@@ -30,6 +30,16 @@ EB_SERVICE_MANAGED = (
     "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
 )
 MAX_POLICY_VERSIONS = 5
+# The service-linked roles the stack relies on. AWS makes some on first use from the console, not
+# from the API: on a fresh account CreateDomain in a VPC fails until OpenSearch's exists.
+SERVICE_LINKED_ROLES = (
+    "opensearchservice.amazonaws.com",  # the search domain in the VPC
+    "elasticache.amazonaws.com",  # the Redis replication group
+    "ecs.amazonaws.com",  # the worker cluster and service
+    "autoscaling.amazonaws.com",  # the ECS and Beanstalk Auto Scaling groups
+    "dynamodb.application-autoscaling.amazonaws.com",  # the tables' target tracking
+)
+SERVICE_ROLE_PATH = "/aws-service-role/"
 EC2, ECS_TASKS, LAMBDA = "ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com"
 
 
@@ -108,6 +118,7 @@ def policy_specs(stage: Stage) -> list[PolicySpec]:
         (iam.streamer_upload_policy, "streamer-upload.json.j2", f"Upload {s} streamer reports", {}),
         (iam.search_policy, "search.json.j2", f"Use the {s} search domain", {}),
         (iam.beanstalk_instance_policy, "beanstalk-instance.json.j2", f"Run the {s} Beanstalk app", {}),
+        (iam.beanstalk_service_policy, "beanstalk-service.json.j2", "Beanstalk publishes encrypted", {}),
         (iam.ecs_instance_role, "ecs-instance.json.j2", f"Serve the {s} ECS cluster", {}),
         (iam.ecs_execution_role, "ecs-execution.json.j2", f"Start {s} worker tasks", injected),
         (iam.firehose_role, "firehose.json.j2", f"Deliver {s} streams", {}),
@@ -163,7 +174,7 @@ def role_specs(stage: Stage) -> list[RoleSpec]:
         role(
             iam.eb_service_role,
             "elasticbeanstalk.amazonaws.com",
-            (),
+            (iam.beanstalk_service_policy,),
             tuple(aws_managed_policy_arn(stage, path) for path in EB_SERVICE_MANAGED),
             "Beanstalk service",
         ),
@@ -390,7 +401,36 @@ def plan_group(stage: Stage, spec: GroupSpec, attached: frozenset[str] | None) -
     return converge(AREA, "group", resource, steps, exists=attached is not None, depends_on=depends)
 
 
+def read_service_linked_roles(stage: Stage) -> frozenset[str]:
+    """The services that have their service-linked role in this account (its path names it)."""
+    roles = _paged(stage, "list_roles", "Roles", PathPrefix=SERVICE_ROLE_PATH)
+    return frozenset(role["Path"].removeprefix(SERVICE_ROLE_PATH).strip("/") for role in roles)
+
+
+def plan_service_linked_role(service: str, existing: frozenset[str]) -> Resource:
+    steps = []
+    if service not in existing:
+        # Made between our read and this call (by AWS on first use, or another run): done.
+        steps.append(
+            Call(
+                "iam",
+                "CreateServiceLinkedRole",
+                {"AWSServiceName": service},
+                service,
+                "service-linked role does not exist",
+                done_codes=("InvalidInput",),
+            )
+        )
+    return converge(AREA, "service-linked role", service, steps, exists=service in existing)
+
+
 def plan(stage: Stage) -> list[Resource]:
+    linked = read_service_linked_roles(stage)
+    service_roles = [plan_service_linked_role(service, linked) for service in SERVICE_LINKED_ROLES]
+    return [*service_roles, *plan_identities(stage)]
+
+
+def plan_identities(stage: Stage) -> list[Resource]:
     policies, roles, groups = policy_specs(stage), role_specs(stage), group_specs(stage)
     profiles = [spec for spec in roles if spec.instance_profile]
     policy_states = map_concurrently(lambda spec: read_policy(stage, spec.name), policies)

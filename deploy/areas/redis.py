@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from deploy.stage import Stage
 
 AREA = "redis"
-# Needs first: the data security group and subnet group, the key, the events topic.
-AFTER: tuple[str, ...] = ("network", "kms", "sns")
+# Needs first: the data security group and subnet group, the key, the events topic, its
+# service-linked role.
+AFTER: tuple[str, ...] = ("network", "kms", "sns", "iam")
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
 SLOW = True
 KIND = "replication group"
@@ -60,6 +61,8 @@ class NodeState:
     engine_version: str = ""
     security_group_ids: frozenset[str] = frozenset()
     notification_topic: str | None = None
+    # `inactive` when ElastiCache stopped publishing (an encrypted or deleted topic, say).
+    notification_status: str | None = None
     subnet_group: str = ""
     pending: dict[str, Any] = field(default_factory=dict)
 
@@ -105,7 +108,7 @@ def replication_group_spec(stage: Stage) -> RedisSpec:
         auth_token_secret=redis.auth_token_secret,
         subnet_group=net.cache_subnet_group,
         security_group=net.data_security_group,
-        notification_topic=topic_arn(stage, stage.config.sns.topics.eb_notifications),
+        notification_topic=topic_arn(stage, stage.config.sns.topics.cache_events),
         wait_seconds=redis.wait_minutes * 60,
         tags=stage.tags(redis.replication_group),
     )
@@ -161,6 +164,7 @@ def read_node(stage: Stage, cluster_id: str | None) -> NodeState | None:
         engine_version=cluster.get("EngineVersion", ""),
         security_group_ids=frozenset(g["SecurityGroupId"] for g in cluster.get("SecurityGroups", [])),
         notification_topic=notification.get("TopicArn"),
+        notification_status=notification.get("TopicStatus"),
         subnet_group=cluster.get("CacheSubnetGroupName", ""),
         pending=cluster.get("PendingModifiedValues") or {},
     )
@@ -315,6 +319,12 @@ def _security_changes(spec: RedisSpec, state: RedisState, data_group: str | Defe
             out.add(
                 "notifications do not go to the configured topic",
                 NotificationTopicArn=spec.notification_topic,
+            )
+        elif node.notification_status not in (None, "active"):
+            out.add(
+                f"notifications are {node.notification_status}: ElastiCache stopped publishing",
+                NotificationTopicArn=spec.notification_topic,
+                NotificationTopicStatus="active",
             )
     return out
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 AREA = "redshift"
 # What other areas may call here (the tests hold them to it).
-LOOKUPS = ("enabled_clusters", "jdbc_url")
+LOOKUPS = ("enabled_clusters", "jdbc_url", "namespace_arn")
 # Needs first: the data security group and subnet group, the key, the COPY role.
 AFTER: tuple[str, ...] = ("network", "kms", "iam")
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
@@ -205,6 +205,13 @@ def jdbc_url(stage: Stage, which: str = "stream_data") -> str | None:
     if not state.endpoint:
         return None
     return f"jdbc:redshift://{state.endpoint}/{state.database or cluster.database}"
+
+
+def namespace_arn(stage: Stage, which: str = "stream_data") -> str | None:
+    """The cluster's namespace ARN (live read), which integrations and resource policies name;
+    None while the cluster does not exist."""
+    found = _describe(stage, getattr(stage.config.redshift, which).identifier)
+    return (found or {}).get("ClusterNamespaceArn") or None
 
 
 def _data_group_id(stage: Stage) -> str | None:

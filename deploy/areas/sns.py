@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,23 @@ LOOKUPS = ("topic_arn",)
 AFTER: tuple[str, ...] = ("kms",)
 
 
+# Topics AWS services cannot publish to when encrypted: ElastiCache's events.
+PLAIN_TOPICS = ("cache_events",)
+ACCOUNT_ONLY_ACTIONS = (
+    "SNS:GetTopicAttributes",
+    "SNS:ListSubscriptionsByTopic",
+    "SNS:Publish",
+    "SNS:Subscribe",
+)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    kms_key: str
+    kms_key: str | None  # None: not encrypted, and open to this account only by its policy
     tags: dict[str, str]
     subscriptions: frozenset[tuple[str, str]] = frozenset()
+    policy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +55,32 @@ def topic_specs(stage: Stage) -> list[TopicSpec]:
     return [
         TopicSpec(
             name=name,
-            kms_key=sns.kms_key,
+            kms_key=None if key in PLAIN_TOPICS else sns.kms_key,
             tags=stage.tags(name),
             subscriptions=staff if key == "staff_notifications" else frozenset(),
+            policy=account_only_policy(stage, name) if key in PLAIN_TOPICS else None,
         )
         for key, name in sns.topics
     ]
+
+
+def account_only_policy(stage: Stage, name: str) -> dict[str, Any]:
+    """An unencrypted topic's policy: only this account's principals and services (ElastiCache
+    publishes as the account that owns the cluster) may publish or subscribe."""
+    return {
+        "Version": "2012-10-17",
+        "Id": "iotile-deploy",
+        "Statement": [
+            {
+                "Sid": "ThisAccountOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": list(ACCOUNT_ONLY_ACTIONS),
+                "Resource": topic_arn(stage, name),
+                "Condition": {"StringEquals": {"AWS:SourceOwner": stage.account_id}},
+            }
+        ],
+    }
 
 
 def topic_arn(stage: Stage, name: str) -> str:
@@ -79,24 +111,35 @@ def plan_topic(stage: Stage, spec: TopicSpec, state: TopicState) -> Resource:
     arn = topic_arn(stage, spec.name)
     steps: list[Call] = []
     if not state.exists:
+        attributes = {"KmsMasterKeyId": spec.kms_key} if spec.kms_key else {}
+        if spec.policy is not None:
+            attributes["Policy"] = json.dumps(spec.policy)
         steps.append(
             Call(
                 "sns",
                 "CreateTopic",
-                {
-                    "Name": spec.name,
-                    "Attributes": {"KmsMasterKeyId": spec.kms_key},
-                    "Tags": stage.tag_list(spec.tags),
-                },
+                {"Name": spec.name, "Attributes": attributes, "Tags": stage.tag_list(spec.tags)},
                 spec.name,
                 "topic does not exist",
             )
         )
     else:
-        if state.attributes.get("KmsMasterKeyId") != spec.kms_key:
-            params = {"TopicArn": arn, "AttributeName": "KmsMasterKeyId", "AttributeValue": spec.kms_key}
+        if (state.attributes.get("KmsMasterKeyId") or None) != spec.kms_key:
+            reason = (
+                "not encrypted with the configured key"
+                if spec.kms_key
+                else "encrypted: its publisher cannot use that"
+            )
+            params = {
+                "TopicArn": arn,
+                "AttributeName": "KmsMasterKeyId",
+                "AttributeValue": spec.kms_key or "",
+            }
+            steps.append(Call("sns", "SetTopicAttributes", params, spec.name, reason))
+        if spec.policy is not None and not _same_policy(state.attributes.get("Policy"), spec.policy):
+            params = {"TopicArn": arn, "AttributeName": "Policy", "AttributeValue": json.dumps(spec.policy)}
             steps.append(
-                Call("sns", "SetTopicAttributes", params, spec.name, "not encrypted with the configured key")
+                Call("sns", "SetTopicAttributes", params, spec.name, "policy admits others than this account")
             )
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"ResourceArn": arn, "Tags": stage.tag_list(spec.tags)}
@@ -107,11 +150,20 @@ def plan_topic(stage: Stage, spec: TopicSpec, state: TopicState) -> Resource:
     return converge(AREA, "topic", spec.name, steps, exists=state.exists, detail=arn)
 
 
+def _same_policy(text: str | None, wanted: dict[str, Any]) -> bool:
+    from deploy.policies import normalised
+
+    try:
+        return normalised(json.loads(text or "{}")) == normalised(wanted)
+    except ValueError:
+        return False
+
+
 def plan(stage: Stage) -> list[Resource]:
     specs = topic_specs(stage)
     states = map_concurrently(lambda spec: read_topic(stage, spec.name), specs)
     return [plan_topic(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
 
 
-create, status = area_tasks(AREA, "the six topics and their subscriptions", plan)
+create, status = area_tasks(AREA, "the topics and their subscriptions", plan)
 collection = Collection(AREA, create, status)

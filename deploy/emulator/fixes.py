@@ -425,6 +425,67 @@ def fix_ses_identity_notification_topics() -> None:
     _wrapped(SESBackend, "get_identity_notification_attributes", fix, _ses_notification_attributes)
 
 
+# -- EC2 ---------------------------------------------------------------------------------------
+
+
+def _ec2_default_vpc_internet_gateway(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def create_default_vpc(self: Any) -> Any:
+        """VPCBackend.create_default_vpc, with the internet gateway and the route to it."""
+        vpc = original(self)
+        gateway = self.create_internet_gateway()
+        self.attach_internet_gateway(gateway.id, vpc.id)
+        (main,) = [t for t in self.route_tables.values() if t.vpc_id == vpc.id and t.main_association_id]
+        self.create_route(main.id, "0.0.0.0/0", gateway_id=gateway.id)
+        return vpc
+
+    return create_default_vpc
+
+
+def fix_ec2_default_vpc_internet_gateway() -> None:
+    """AWS's default VPC has an internet gateway attached and, in its main route table, a route
+    sending 0.0.0.0/0 to it: its subnets are public (instances there get public addresses and
+    reach the internet). moto 5.2.5 makes the default VPC and its subnets with neither, so they
+    look private to anything that reads their routes."""
+    from moto.ec2.models.internet_gateways import InternetGatewayBackend
+    from moto.ec2.models.route_tables import RouteBackend
+    from moto.ec2.models.vpcs import VPCBackend
+
+    fix = "ec2_default_vpc_internet_gateway"
+    _require(InternetGatewayBackend, "create_internet_gateway", "attach_internet_gateway", fix=fix)
+    _require(RouteBackend, "create_route", fix=fix)
+    _wrapped(VPCBackend, "create_default_vpc", fix, _ec2_default_vpc_internet_gateway)
+
+
+# The tag filters every EC2 Describe call takes, besides `tag:<key>`.
+TAG_FILTERS = ("tag-key", "tag-value")
+
+
+def _ec2_nat_gateway_tag_filters(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def describe_nat_gateways(self: Any, filters: Any, nat_gateway_ids: list[str] | None) -> Any:
+        """NatGatewayBackend.describe_nat_gateways, also applying tag:<key>, tag-key and tag-value."""
+        from moto.ec2.utils import generic_filter
+
+        found = original(self, filters, nat_gateway_ids)
+        tagged = {k: v for k, v in (filters or {}).items() if k.startswith("tag:") or k in TAG_FILTERS}
+        return generic_filter(tagged, found)
+
+    return describe_nat_gateways
+
+
+def fix_ec2_nat_gateway_tag_filters() -> None:
+    """AWS DescribeNatGateways takes the tag filters (`tag:<key>`, `tag-key`, `tag-value`) as every
+    EC2 Describe call does: a NAT gateway is found by its Name tag. moto 5.2.5 applies only
+    nat-gateway-id, vpc-id, subnet-id and state, and silently ignores the others, so a tag filter
+    returns every NAT gateway of the region."""
+    from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend
+
+    fix = "ec2_nat_gateway_tag_filters"
+    _require(NatGateway, "get_filter_value", fix=fix)
+    _wrapped(NatGatewayBackend, "describe_nat_gateways", fix, _ec2_nat_gateway_tag_filters)
+
+
 # -- concurrency -------------------------------------------------------------------------------
 _moto_lock = threading.RLock()
 
@@ -459,6 +520,8 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_ses_identity_notification_topics,
     fix_redshift_modify_cluster_iam_roles,
     fix_elasticache_num_cache_clusters,
+    fix_ec2_default_vpc_internet_gateway,
+    fix_ec2_nat_gateway_tag_filters,
     fix_serialize_in_process_requests,
 )
 

@@ -10,6 +10,7 @@ what a rule wraps fails loudly). Time-bound rules read `clock`, which tests move
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -230,11 +231,207 @@ def rule_rds_offered_engine_versions() -> None:
     _wrapped(RDSBackend, "create_db_instance", "rule_rds_offered_engine_versions", _offered_versions_only)
 
 
+# -- Firehose: no delivery into a Redshift cluster it cannot reach ----------------------------
+
+
+def _jdbc_host(url: str) -> str:
+    """The host of `jdbc:redshift://host:port/database`."""
+    address = url.partition("://")[2].partition("/")[0]
+    return address.rpartition(":")[0].lower() if ":" in address else address.lower()
+
+
+def _redshift_cluster_at(account_id: str, region: str, host: str) -> Any | None:
+    from moto.redshift.models import redshift_backends
+
+    clusters = redshift_backends[account_id][region].clusters.values()
+    return next((cluster for cluster in clusters if cluster.address.lower() == host), None)
+
+
+def firehose_redshift_refusal(cluster: Any) -> str | None:
+    """Why Firehose would refuse to deliver into `cluster` (a moto cluster), or None."""
+    why = []
+    if not cluster.publicly_accessible:
+        why.append("is not publicly accessible")
+    if cluster.enhanced_vpc_routing:
+        why.append("has enhanced VPC routing enabled")
+    if not why:
+        return None
+    return (
+        f"Firehose cannot deliver to Amazon Redshift cluster {cluster.cluster_identifier}: the cluster "
+        f"{' and '.join(why)}. Firehose reaches Redshift only through a publicly accessible endpoint "
+        "without enhanced VPC routing."
+    )
+
+
+def _refuse_unreachable_cluster(account_id: str, region: str, url: str | None) -> None:
+    from moto.firehose.exceptions import InvalidArgumentException
+
+    cluster = _redshift_cluster_at(account_id, region, _jdbc_host(url)) if url else None
+    refusal = firehose_redshift_refusal(cluster) if cluster is not None else None
+    if refusal:
+        raise InvalidArgumentException(refusal)
+
+
+def _reachable_redshift_on_create(original: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    def create_delivery_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        redshift = arguments.get("redshift_destination_configuration") or {}
+        _refuse_unreachable_cluster(self.account_id, self.region_name, redshift.get("ClusterJDBCURL"))
+        return original(self, *args, **kwargs)
+
+    return create_delivery_stream
+
+
+def _reachable_redshift_on_update(original: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    def update_destination(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        update = arguments.get("redshift_destination_update")
+        if update:
+            url = update.get("ClusterJDBCURL")
+            stream = self.delivery_streams.get(arguments.get("delivery_stream_name"))
+            if url is None and stream is not None:
+                # An update that keeps the URL delivers to the cluster the stream has now.
+                current = [d.get("Redshift", {}) for d in stream.destinations]
+                url = next((d["ClusterJDBCURL"] for d in current if d.get("ClusterJDBCURL")), None)
+            _refuse_unreachable_cluster(self.account_id, self.region_name, url)
+        return original(self, *args, **kwargs)
+
+    return update_destination
+
+
+def rule_firehose_redshift_needs_a_reachable_cluster() -> None:
+    """AWS: Firehose delivers into Redshift over the cluster's public endpoint and cannot use a
+    cluster with enhanced VPC routing, so a Redshift destination on a private cluster, or on one
+    with enhanced VPC routing, is refused (InvalidArgumentException). moto: any ClusterJDBCURL is
+    accepted. Here: CreateDeliveryStream and UpdateDestination with a Redshift destination whose
+    JDBC URL names one of the emulator's clusters are refused when that cluster is not publicly
+    accessible or has enhanced VPC routing (a URL naming no emulated cluster passes, as before)."""
+    from moto.firehose.models import FirehoseBackend
+
+    name = "rule_firehose_redshift_needs_a_reachable_cluster"
+    _wrapped(FirehoseBackend, "create_delivery_stream", name, _reachable_redshift_on_create)
+    _wrapped(FirehoseBackend, "update_destination", name, _reachable_redshift_on_update)
+
+
+# -- ElastiCache, OpenSearch, IAM: what a fresh account or an encrypted topic refuses -------------
+
+
+def _topic_is_encrypted(account_id: str, region: str, topic_arn: str) -> bool:
+    from moto.sns.models import sns_backends
+
+    topic = sns_backends[account_id][region].topics.get(topic_arn)
+    return bool(topic is not None and getattr(topic, "kms_master_key_id", None))
+
+
+def _plain_topic_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def refuse_encrypted_topic(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from moto.elasticache.exceptions import InvalidParameterValueException
+
+        topic = kwargs.get("notification_topic_arn")
+        if topic and _topic_is_encrypted(self.account_id, self.region_name, topic):
+            raise InvalidParameterValueException(
+                f"SNS topic {topic} is encrypted with KMS: ElastiCache cannot publish to it"
+            )
+        return original(self, *args, **kwargs)
+
+    return refuse_encrypted_topic
+
+
+def _plain_topic_only_response(original: Callable[..., Any]) -> Callable[..., Any]:
+    def modify_replication_group(self: Any) -> Any:
+        from moto.elasticache.exceptions import InvalidParameterValueException
+
+        topic = self._get_param("NotificationTopicArn")
+        if topic and _topic_is_encrypted(self.current_account, self.region, topic):
+            raise InvalidParameterValueException(
+                f"SNS topic {topic} is encrypted with KMS: ElastiCache cannot publish to it"
+            )
+        return original(self)
+
+    return modify_replication_group
+
+
+def rule_elasticache_refuses_encrypted_topics() -> None:
+    """AWS: ElastiCache cannot publish to an SNS topic encrypted with KMS; the topic attaches, turns
+    `inactive`, and events are silently lost. moto: any topic works. Here: refused at once, so a
+    plan that points ElastiCache at an encrypted topic fails in the tests."""
+    from moto.elasticache.models import ElastiCacheBackend
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    name = "rule_elasticache_refuses_encrypted_topics"
+    _wrapped(ElastiCacheBackend, "create_replication_group", name, _plain_topic_only)
+    _wrapped(ElastiCacheResponse, "modify_replication_group", name, _plain_topic_only_response)
+
+
+def _service_linked_role_exists(account_id: str, service: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[account_id]["global"]
+    return any(role.path == f"/aws-service-role/{service}/" for role in backend.roles.values())
+
+
+def _vpc_needs_service_role(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_domain(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from moto.core.exceptions import JsonRESTError
+
+        if kwargs.get("vpc_options") and not _service_linked_role_exists(
+            self.account_id, "opensearchservice.amazonaws.com"
+        ):
+            raise JsonRESTError(
+                "ValidationException",
+                "Before you can proceed, you must enable a service-linked role to give Amazon "
+                "OpenSearch Service permissions to access your VPC.",
+            )
+        return original(self, *args, **kwargs)
+
+    return create_domain
+
+
+def rule_opensearch_vpc_needs_service_linked_role() -> None:
+    """AWS: CreateDomain with VPC options fails on an account without the service-linked role
+    AWSServiceRoleForAmazonOpenSearchService. moto: it passes."""
+    from moto.opensearch.models import OpenSearchServiceBackend
+
+    name = "rule_opensearch_vpc_needs_service_linked_role"
+    _wrapped(OpenSearchServiceBackend, "create_domain", name, _vpc_needs_service_role)
+
+
+def _taken_is_invalid_input(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_service_linked_role(self: Any, service_name: str, description: str, suffix: str) -> Any:
+        from moto.iam.exceptions import InvalidInput
+
+        if not suffix and _service_linked_role_exists(self.account_id, service_name):
+            raise InvalidInput(
+                f"Service role name for {service_name} has been taken in this account, please try "
+                "a different suffix."
+            )
+        return original(self, service_name, description, suffix)
+
+    return create_service_linked_role
+
+
+def rule_iam_service_linked_role_taken() -> None:
+    """AWS: CreateServiceLinkedRole for a service whose role exists answers InvalidInput ("has been
+    taken in this account"). moto: EntityAlreadyExists."""
+    from moto.iam.models import IAMBackend
+
+    name = "rule_iam_service_linked_role_taken"
+    _wrapped(IAMBackend, "create_service_linked_role", name, _taken_is_invalid_input)
+
+
 RULES: tuple[Callable[[], None], ...] = (
     rule_ses_identities_verify_by_dns,
     rule_dynamodb_ttl_once_an_hour,
     rule_dynamodb_pitr_after_create,
     rule_rds_offered_engine_versions,
+    rule_firehose_redshift_needs_a_reachable_cluster,
+    rule_elasticache_refuses_encrypted_topics,
+    rule_opensearch_vpc_needs_service_linked_role,
+    rule_iam_service_linked_role_taken,
 )
 
 

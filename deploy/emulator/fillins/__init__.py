@@ -6,6 +6,10 @@ the API name (`CreateApplicationVersion`). Each service lives in its own package
 moto's: `fillins/<service>/models.py` holds behaviour and state in a `FillinBackends` (per account
 and region, emptied by `reset_fillins()`), `fillins/<service>/responses.py` the wire format and
 `OPERATIONS: dict[str, Handler]` with `SERVICE: str`. List the package in `BUILTIN_SERVICES`.
+When the operations need a field in moto's own answers that moto leaves out (the namespace ARN of a
+Redshift cluster, say), `responses.MOTO_ADDITIONS` lists the functions that add it, installed with
+the fill-in and checked like the fixes. `inprocess.serving_in_process()` serves the same fill-ins to
+clients under moto's in-process mock (the unit tests), not only through the emulator's server.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ __all__ = [
 ]
 
 # Packages under deploy/emulator/fillins/ that the emulator loads at start.
-BUILTIN_SERVICES: tuple[str, ...] = ()
+BUILTIN_SERVICES: tuple[str, ...] = ("redshift", "redshift_data")
 
 _lock = Lock()
 _handlers: dict[tuple[str, str], Handler] = {}
@@ -72,3 +76,5 @@ def load_builtin_fillins() -> None:
         responses = importlib.import_module(f"{__name__}.{package}.responses")
         for operation, handler in responses.OPERATIONS.items():
             register_fillin(responses.SERVICE, operation, handler)
+        for addition in getattr(responses, "MOTO_ADDITIONS", ()):
+            addition()
