@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -526,13 +526,18 @@ FIXES: tuple[Callable[[], None], ...] = (
 )
 
 
+def install_once(installers: Sequence[Callable[[], None]], done: set[str], lock: threading.Lock) -> None:
+    """Run each installer not yet in `done` (by name), under `lock`: once per process, from any thread."""
+    with lock:
+        for install in installers:
+            if install.__name__ not in done:
+                install()
+                done.add(install.__name__)
+
+
 def apply() -> None:
     """Install every fix into moto, once per process; safe to call again (and from any thread)."""
-    with _lock:
-        for fix in FIXES:
-            if fix.__name__ not in _applied:
-                fix()
-                _applied.add(fix.__name__)
+    install_once(FIXES, _applied, _lock)
 
 
 def applied() -> list[str]:

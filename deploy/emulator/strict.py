@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deploy.emulator.fixes import _wrapped
+from deploy.emulator.fixes import _wrapped, install_once
 
 _lock = threading.Lock()
 _applied: set[str] = set()
@@ -437,11 +437,7 @@ RULES: tuple[Callable[[], None], ...] = (
 
 def apply() -> None:
     """Install every rule; a second call changes nothing."""
-    with _lock:
-        for rule in RULES:
-            if rule.__name__ not in _applied:
-                rule()
-                _applied.add(rule.__name__)
+    install_once(RULES, _applied, _lock)
 
 
 def applied() -> list[str]:
