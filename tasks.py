@@ -7,8 +7,13 @@ from invoke import Collection
 
 from deploy import config_cli, secrets, stack
 from deploy.areas import (
+    acm,
+    aliases,
     autocopy,
+    cdn,
+    dns,
     dynamodb,
+    eb,
     firehose,
     iam,
     kms,
@@ -24,6 +29,8 @@ from deploy.areas import (
 )
 from deploy.cli import exit_2_on_bad_arguments
 from deploy.emulator import tasks as local
+from deploy.ship import statics_tasks
+from deploy.ship import tasks as ship
 
 exit_2_on_bad_arguments()
 
@@ -45,6 +52,11 @@ for area in (
     search,
     firehose,
     autocopy,
+    cdn,
+    eb,
+    dns,
+    acm,
+    aliases,
     secrets,
 ):
     ns.add_collection(area.collection)
@@ -61,5 +73,11 @@ ns.add_task(firehose.create, name="create-firehose-stream")
 
 # Whole stack.
 ns.add_task(stack.up)
+# `create` is the original name of `up`: the same task under both names.
+ns.add_task(stack.up, name="create")
 ns.add_task(stack.plan)
 ns.add_task(stack.status)
+
+# Shipping the app.
+ns.add_task(ship.deploy)
+ns.add_task(statics_tasks.deploy_statics, name="deploy-statics")

@@ -323,6 +323,28 @@ class Ses(Section):
 
 class Dns(Section):
     hosted_zone: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    # Route 53 lets two zones share a name, so one is made only when asked, never as a fallback.
+    create_zone: bool = False
+    app_record: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    statics_record: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    media_record: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+def covers(certificate_name: str, host: str) -> bool:
+    """Whether a certificate name (`example.com`, `*.example.com`) covers `host`: a wildcard covers
+    exactly one more label."""
+    if certificate_name.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == certificate_name[2:]
+    return certificate_name == host
+
+
+class Acm(Section):
+    # The first name is the certificate's DomainName, the rest its alternative names (ACM takes 10).
+    domains: list[Annotated[str, Field(pattern=r"^(\*\.)?[a-z0-9.-]+\.[a-z]{2,}$")]] = Field(
+        default=[], max_length=10
+    )
+    wait_minutes: int = Field(default=10, ge=0, le=240)
 
 
 class Key(Section):
@@ -437,6 +459,24 @@ class Firehose(Section):
     timeseries: DeliveryStream
 
 
+class EbTrigger(Section):
+    """The Auto Scaling trigger of the environment (aws:autoscaling:trigger)."""
+
+    measure: Literal["CPUUtilization", "NetworkIn", "NetworkOut", "Latency", "RequestCount"] = (
+        "CPUUtilization"
+    )
+    statistic: Literal["Average", "Minimum", "Maximum", "Sum"] = "Average"
+    unit: Literal["Percent", "Bytes", "Seconds", "Count"] = "Percent"
+    upper: int = Field(default=70, ge=0)
+    lower: int = Field(default=30, ge=0)
+    period_minutes: int = Field(default=5, ge=1, le=60)
+    breach_minutes: int = Field(default=5, ge=1, le=600)
+
+
+# The retention periods CloudWatch Logs accepts (aws:elasticbeanstalk:cloudwatch:logs RetentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+
+
 class Eb(Section):
     application: names.EbApplication
     environment: names.EbEnvironment
@@ -444,6 +484,36 @@ class Eb(Section):
     min_instances: int = Field(ge=1, le=100)
     max_instances: int = Field(ge=1, le=100)
     health_url: str = Field(pattern=r"^/")
+    # The platform: a solution stack name, or a platform ARN instead (then solution_stack is ignored).
+    solution_stack: str = Field(default="64bit Amazon Linux 2023 v4.6.0 running Python 3.12", min_length=1)
+    platform_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:elasticbeanstalk:")
+    cname_prefix: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
+    key_name: str | None = Field(default=None, min_length=1, max_length=255)
+    # An ACM certificate: the load balancer gets an HTTPS listener on 443 with it.
+    certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/"
+    )
+    ssl_policy: str = Field(
+        default="ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]+$"
+    )
+    trigger: EbTrigger = EbTrigger()
+    stream_logs: bool = True
+    log_retention_days: int = 30
+    # Plain settings for the app; secrets never go here (they are secrets.readers.app, by ARN).
+    environment_variables: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
+    deploy_timeout_minutes: int = Field(default=20, ge=1, le=180)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Eb:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})"
+            )
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        if self.trigger.lower >= self.trigger.upper:
+            raise ValueError("trigger.lower must be below trigger.upper")
+        return self
 
 
 class Ecs(Section):
@@ -469,6 +539,32 @@ class Lambdas(Section):
     functions: Functions
 
 
+class CdnAliases(Section):
+    statics: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    media: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+
+
+class CdnStatics(Section):
+    source: str = Field(min_length=1)
+    prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    cache_control: str = Field(min_length=1)
+    cache_control_hashed: str = Field(min_length=1)
+    invalidate_all_above: int = Field(ge=1, le=3000)
+    upload_workers: int = Field(ge=1, le=64)
+
+
+class Cdn(Section):
+    enabled: bool = True
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"]
+    # CloudFront takes certificates from us-east-1 only, whatever the stage's region.
+    certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$"
+    )
+    aliases: CdnAliases = CdnAliases()
+    wait_minutes: int = Field(ge=1, le=240)
+    statics: CdnStatics
+
+
 class Emulator(Section):
     enabled: bool = False
 
@@ -491,6 +587,7 @@ class StageConfig(Section):
     dynamodb: Dynamodb
     ses: Ses
     dns: Dns = Dns()
+    acm: Acm = Acm()
     kms: Kms
     rds: Rds
     redshift: Redshift
@@ -500,8 +597,34 @@ class StageConfig(Section):
     eb: Eb
     ecs: Ecs
     lambdas: Lambdas
+    cdn: Cdn
     # Names rendered from a template holding `{stage}`: every other name is shared by all stages.
     _stage_scoped: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="after")
+    def _eb_secrets_by_reference(self) -> StageConfig:
+        # A secret in eb.environment_variables would be a value in the environment's settings.
+        clash = sorted(set(self.eb.environment_variables) & set(self.secrets.readers.get("app", [])))
+        if clash:
+            raise ValueError(
+                f"eb.environment_variables: {', '.join(clash)} is a secret (secrets.readers.app): "
+                "Beanstalk gets it by Parameter Store ARN, never as a value"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cdn_aliases_have_a_certificate(self) -> StageConfig:
+        # CloudFront serves an alias only with a certificate that covers it: cdn.certificate_arn,
+        # else the acm area's certificate for acm.domains.
+        if self.cdn.certificate_arn:
+            return self
+        for which, alias in (("statics", self.cdn.aliases.statics), ("media", self.cdn.aliases.media)):
+            if alias and not any(covers(name, alias) for name in self.acm.domains):
+                raise ValueError(
+                    f"cdn.aliases.{which}: {alias} is not covered by acm.domains and cdn.certificate_arn "
+                    "is not set (CloudFront serves an alias only with a certificate for it)"
+                )
+        return self
 
     def is_shared(self, name: str) -> bool:
         """True for a resource every stage uses (a bucket, a topic without `{stage}` in its name)."""

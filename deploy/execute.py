@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # Resources converged at once inside a wave: enough to hide API latency, few enough to stay
 # clear of AWS request-rate limits.
 MAX_CONCURRENT_RESOURCES = 8
+# The first pause of a wait; each next one doubles, up to waits.poll_seconds.
+FIRST_POLL_SECONDS = 0.25
 
 Planner = Callable[["Stage"], list[Resource]]
 # One wave: area name -> its planner. Areas in a wave are independent and converge side by side.
@@ -79,8 +81,10 @@ class Executor:
                 pause = min(pause * 2, 30.0)
 
     def wait(self, wait: Wait) -> None:
+        """Poll until ready: soon at first (many changes are ready within seconds), then every
+        waits.poll_seconds, so an hour-long wait makes no more requests than before."""
         limit = wait.timeout_seconds or self.stage.config.waits.timeout_seconds
-        poll = self.stage.config.waits.poll_seconds
+        poll = min(FIRST_POLL_SECONDS, self.stage.config.waits.poll_seconds)
         started = time.monotonic()
         with self.reporter.waiting(wait.resource) as progress:
             while True:
@@ -98,6 +102,7 @@ class Executor:
                 if elapsed >= limit:
                     raise WaitTimeout(wait.resource, state, elapsed)
                 time.sleep(min(poll, max(0.0, limit - elapsed)))
+                poll = min(poll * 2, self.stage.config.waits.poll_seconds)
 
 
 @dataclass

@@ -110,6 +110,15 @@ def all_areas() -> tuple[str, ...]:
     return tuple(area for wave in WAVES for area in wave)
 
 
+def finish_areas(stage: Stage) -> None:
+    """What an area does once the whole stack has converged, when it declares `converged(stage)`
+    (the eb area writes the eb CLI's config)."""
+    for area in all_areas():
+        finish = getattr(_MODULES[area], "converged", None)
+        if finish is not None:
+            finish(stage)
+
+
 def secrets_rows(stage: Stage) -> list[dict[str, Any]]:
     from deploy.secrets import required_secret_rows
 
@@ -123,6 +132,8 @@ def secrets_rows(stage: Stage) -> list[dict[str, Any]]:
 def up(c, stage=None, dry_run=False, json=False):
     """Create or converge the whole stack, wave by wave. Example: inv up --stage local"""
     outcome = run_converge(stage, waves_of(WAVES), dry_run=dry_run, as_json=json)
+    if not dry_run:
+        finish_areas(outcome.stage)
     if not dry_run and not json:
         _warn_missing_secrets(outcome.stage)
 

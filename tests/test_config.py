@@ -202,3 +202,15 @@ def test_ssh_min_prefix_cannot_be_loosened_to_nothing(config_copy) -> None:
     with pytest.raises(ConfigError) as error:
         load_config("dev", config_copy("dev", "network:\n  ssh_min_prefix: 1\n  ssh_cidrs: ['0.0.0.0/1']\n"))
     assert error.value.key == "network.ssh_min_prefix"
+
+
+def test_a_cdn_alias_needs_a_certificate_that_covers_it(config_copy) -> None:
+    from deploy.config import covers
+
+    assert covers("*.dev.iotile.cloud", "static.dev.iotile.cloud")
+    assert not covers("*.dev.iotile.cloud", "a.static.dev.iotile.cloud")
+    assert not covers("dev.iotile.cloud", "static.dev.iotile.cloud")
+    folder = config_copy("dev", "cdn:\n  aliases:\n    media: media.example.com\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config("dev", folder)
+    assert "cdn.aliases.media: media.example.com is not covered by acm.domains" in refused.value.one_line()

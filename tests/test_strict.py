@@ -257,3 +257,135 @@ def test_a_service_linked_role_taken_is_invalid_input(region) -> None:
         iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
     assert taken.value.response["Error"]["Code"] == "InvalidInput"
     assert "has been taken" in taken.value.response["Error"]["Message"]
+
+
+def _distribution(region: str) -> tuple[object, str]:
+    cloudfront = boto3.client("cloudfront", region_name=region)
+    origin = {
+        "Id": "s3",
+        "DomainName": "bucket.s3.us-east-1.amazonaws.com",
+        "S3OriginConfig": {"OriginAccessIdentity": ""},
+        "OriginAccessControlId": "E2OAC",
+    }
+    config = {
+        "CallerReference": "strict",
+        "Comment": "strict",
+        "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [origin]},
+        "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "redirect-to-https"},
+    }
+    return cloudfront, cloudfront.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+
+
+def test_cloudfront_update_with_a_stale_etag_is_refused(region) -> None:
+    cloudfront, distribution = _distribution(region)
+    found = cloudfront.get_distribution_config(Id=distribution)
+    config, etag = found["DistributionConfig"], found["ETag"]
+
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        cloudfront.update_distribution(Id=distribution, IfMatch="STALE", DistributionConfig=config)
+    updated = cloudfront.update_distribution(Id=distribution, IfMatch=etag, DistributionConfig=config)
+
+    assert updated["ETag"] != etag, "an update gives a new ETag"
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        cloudfront.update_distribution(Id=distribution, IfMatch=etag, DistributionConfig=config)
+
+
+def test_cloudfront_origin_keeps_its_access_control(region) -> None:
+    cloudfront, distribution = _distribution(region)
+
+    origin = cloudfront.get_distribution_config(Id=distribution)["DistributionConfig"]["Origins"]["Items"][0]
+
+    assert origin["OriginAccessControlId"] == "E2OAC"
+    assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+
+
+def test_acm_certificate_is_pending_until_its_validation_records_exist(
+    region, emulator_clock, monkeypatch
+) -> None:
+    from moto import settings
+
+    # moto alone issues every certificate once this many seconds passed since the request.
+    monkeypatch.setattr(settings, "ACM_VALIDATION_WAIT", 0)
+    acm = boto3.client("acm", region_name=region)
+    route53 = boto3.client("route53", region_name=region)
+    arn = acm.request_certificate(
+        DomainName="dev.example.com", SubjectAlternativeNames=["*.dev.example.com"], ValidationMethod="DNS"
+    )["CertificateArn"]
+
+    def certificate() -> dict:
+        return acm.describe_certificate(CertificateArn=arn)["Certificate"]
+
+    emulator_clock.advance(3600)
+    assert certificate()["Status"] == "PENDING_VALIDATION", "no records: not issued, however long"
+
+    zone = route53.create_hosted_zone(Name="example.com", CallerReference="acm")["HostedZone"]["Id"]
+    record = certificate()["DomainValidationOptions"][0]["ResourceRecord"]
+    change = {
+        "Action": "UPSERT",
+        "ResourceRecordSet": {
+            "Name": record["Name"],
+            "Type": "CNAME",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": record["Value"]}],
+        },
+    }
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [change]})
+    assert certificate()["Status"] == "PENDING_VALIDATION", "ACM takes a moment after the records appear"
+
+    emulator_clock.advance(strict.ACM_VALIDATION_SECONDS)
+    assert certificate()["Status"] == "ISSUED"
+
+
+def test_s3_denial_of_plain_http_leaves_tls_requests_alone(region) -> None:
+    import json
+
+    s3 = boto3.client("s3", region_name=region)
+    s3.create_bucket(Bucket="strict-tls")
+    arn = "arn:aws:s3:::strict-tls"
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [arn, f"{arn}/*"]}
+    tls_only = {**deny, "Sid": "tls", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    document = {"Version": "2012-10-17", "Statement": [tls_only]}
+    s3.put_bucket_policy(Bucket="strict-tls", Policy=json.dumps(document))
+
+    s3.put_object(Bucket="strict-tls", Key="k", Body=b"1")
+
+    document = {"Version": "2012-10-17", "Statement": [tls_only, {**deny, "Sid": "all"}]}
+    s3.put_bucket_policy(Bucket="strict-tls", Policy=json.dumps(document))
+    with pytest.raises(ClientError, match="403"):
+        s3.put_object(Bucket="strict-tls", Key="k", Body=b"2")
+
+
+def test_s3_put_object_checks_its_content_md5(region) -> None:
+    import base64
+    import hashlib
+
+    s3 = boto3.client("s3", region_name=region)
+    s3.create_bucket(Bucket="strict-md5")
+    right = base64.b64encode(hashlib.md5(b"bundle").digest()).decode()
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+
+    s3.put_object(Bucket="strict-md5", Key="ok", Body=b"bundle", ContentMD5=right)
+    with pytest.raises(ClientError, match="BadDigest"):
+        s3.put_object(Bucket="strict-md5", Key="bad", Body=b"bundle", ContentMD5=wrong)
+    with pytest.raises(ClientError, match="InvalidDigest"):
+        s3.put_object(Bucket="strict-md5", Key="bad", Body=b"bundle", ContentMD5="not-a-digest")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="strict-md5")["Contents"]]
+    assert keys == ["ok"]
+
+
+def test_acm_request_without_dns_validation_has_no_record_and_tokens_are_checked(region) -> None:
+    acm = boto3.client("acm", region_name=region)
+
+    by_mail = acm.request_certificate(DomainName="mail.example.com")["CertificateArn"]
+    [option] = acm.describe_certificate(CertificateArn=by_mail)["Certificate"]["DomainValidationOptions"]
+    assert option["ValidationMethod"] == "EMAIL" and "ResourceRecord" not in option
+
+    by_dns = acm.request_certificate(DomainName="dns.example.com", ValidationMethod="DNS")["CertificateArn"]
+    [option] = acm.describe_certificate(CertificateArn=by_dns)["Certificate"]["DomainValidationOptions"]
+    assert option["ValidationMethod"] == "DNS" and option["ResourceRecord"]["Type"] == "CNAME"
+
+    for token in ("x" * 33, "has-dashes"):
+        with pytest.raises(ClientError, match="ValidationException"):
+            acm.request_certificate(DomainName="t.example.com", IdempotencyToken=token)
+    acm.request_certificate(DomainName="t.example.com", IdempotencyToken="a" * 32)

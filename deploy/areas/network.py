@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 
 AREA = "network"
 # What other areas may call here (the tests hold them to it).
-LOOKUPS = ("security_group_id", "group_id_when_created", "subnet_zones", "vpc_id")
+LOOKUPS = (
+    "security_group_id",
+    "group_id_when_created",
+    "subnet_zones",
+    "vpc_id",
+    "public_subnet_ids",
+)
 AFTER: tuple[str, ...] = ()
 # RDS refuses a DB subnet group that does not span two availability zones.
 MIN_ZONES = 2
@@ -714,6 +720,21 @@ def subnet_zones(stage: Stage, vpc: str | Deferred) -> dict[Any, str]:
     if all(name in found for name in names):
         return {found[name]["SubnetId"]: zone for name, zone in names.items()}
     return {id_when_created("subnet", name, layout.name): zone for name, zone in names.items()}
+
+
+def public_subnet_ids(stage: Stage) -> list[Any]:
+    """The stage's own public subnets (for load balancers), one per zone in zone order; Deferred ids
+    before the network area made them, and [] for a configured VPC (network.subnet_ids lists only
+    private ones)."""
+    if stage.config.network.vpc_id:
+        return []
+    layout = vpc_layout(stage)
+    vpc = vpc_id(stage)
+    found = {}
+    if isinstance(vpc, str):
+        found = _named(_describe(stage, "subnet", [{"Name": "vpc-id", "Values": [vpc]}]))
+    names = [layout.subnet("public", zone) for zone in layout.zones]
+    return [found[n]["SubnetId"] if n in found else id_when_created("subnet", n, layout.name) for n in names]
 
 
 def subnet_ids(stage: Stage) -> list[Any]:

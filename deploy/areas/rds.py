@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 AREA = "rds"
 # Needs first: the data security group and subnet group, the key.
 AFTER: tuple[str, ...] = ("network", "kms")
+LOOKUPS = ("endpoint",)
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
 SLOW = True
 ENGINE = "postgres"

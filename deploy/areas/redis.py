@@ -21,6 +21,7 @@ AREA = "redis"
 # Needs first: the data security group and subnet group, the key, the events topic, its
 # service-linked role.
 AFTER: tuple[str, ...] = ("network", "kms", "sns", "iam")
+LOOKUPS = ("endpoint",)
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
 SLOW = True
 KIND = "replication group"

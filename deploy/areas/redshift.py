@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 AREA = "redshift"
 # What other areas may call here (the tests hold them to it).
-LOOKUPS = ("enabled_clusters", "jdbc_url", "namespace_arn")
+LOOKUPS = ("enabled_clusters", "jdbc_url", "namespace_arn", "endpoint")
 # Needs first: the data security group and subnet group, the key, the COPY role.
 AFTER: tuple[str, ...] = ("network", "kms", "iam")
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.

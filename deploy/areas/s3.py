@@ -292,10 +292,16 @@ def plan_policy(stage: Stage, name: str, policy: dict[str, Any]) -> tuple[str, d
     managed = [s for s in existing if _managed_statement(s)]
     hand_made = [s for s in existing if not _managed_statement(s)]
     from deploy.areas.autocopy import bucket_policy_statements
+    from deploy.areas.cdn import bucket_policy_statements as cdn_statements
 
     # What the stage's S3 event integrations need on a staging bucket (Redshift sets up its
-    # notifications), next to the TLS-only denial every bucket has.
-    desired = [tls_only_statement(name, stage.region), *bucket_policy_statements(stage, name)]
+    # notifications), and what its distributions need to read (by their ARN), next to the
+    # TLS-only denial every bucket has.
+    desired = [
+        tls_only_statement(name, stage.region),
+        *bucket_policy_statements(stage, name),
+        *cdn_statements(stage, name),
+    ]
     merged = merge_owned(managed, desired, key="Sid", owns=owns_statement(stage), normalize=_normal_statement)
     if merged is None and not hand_made:
         return None

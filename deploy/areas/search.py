@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 AREA = "search"
 # Needs first: the data security group, the key, the roles its access policy names.
 AFTER: tuple[str, ...] = ("network", "kms", "iam")
+LOOKUPS = ("endpoint",)
 # 10 to 40 minutes on AWS: started and awaited together with the other slow areas.
 SLOW = True
 KIND = "search domain"

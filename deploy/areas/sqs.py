@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 AREA = "sqs"
 # Needs first: the queues' SSE-KMS key.
 AFTER: tuple[str, ...] = ("kms",)
+LOOKUPS = ("queue_url",)
 # Attributes whose value is a JSON document: compared parsed, so key order does not count as drift.
 JSON_ATTRIBUTES = ("RedrivePolicy", "RedriveAllowPolicy")
 
@@ -100,6 +101,11 @@ def read_queue(stage: Stage, name: str) -> QueueState:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
     return QueueState(url, attributes, tags)
+
+
+def queue_url(stage: Stage, name: str) -> str | None:
+    """The URL of the queue called `name`, None when there is none."""
+    return read_queue(stage, name).url if name else None
 
 
 def _same(key: str, want: str, have: str | None) -> bool:

@@ -11,6 +11,7 @@ what a rule wraps fails loudly). Time-bound rules read `clock`, which tests move
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -423,6 +424,235 @@ def rule_iam_service_linked_role_taken() -> None:
     _wrapped(IAMBackend, "create_service_linked_role", name, _taken_is_invalid_input)
 
 
+# -- CloudFront: updates carry the current ETag; S3 origins keep their origin access control ------
+
+
+def _current_etag_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_distribution(self: Any, dist_config: dict[str, Any], _id: str, if_match: Any) -> Any:
+        from moto.cloudfront.exceptions import CloudFrontException
+
+        current = self.distributions.get(_id)
+        if current is not None and if_match and if_match != current.etag:
+            raise CloudFrontException(
+                "PreconditionFailed", "The If-Match version is missing or not valid for the resource."
+            )
+        dist, location, _ = original(self, dist_config, _id, if_match)
+        from moto.cloudfront.models import random_id
+
+        dist.etag = random_id()
+        return dist, location, dist.etag
+
+    return update_distribution
+
+
+def rule_cloudfront_update_needs_current_etag() -> None:
+    """AWS: UpdateDistribution with an IfMatch other than the distribution's current ETag fails
+    PreconditionFailed, and every update gives the distribution a new ETag. moto: any IfMatch
+    passes and the ETag never changes, so code that sends a stale ETag works only here."""
+    from moto.cloudfront.models import CloudFrontBackend
+
+    name = "rule_cloudfront_update_needs_current_etag"
+    _wrapped(CloudFrontBackend, "update_distribution", name, _current_etag_only)
+
+
+def _origin_keeps_access_control(original: Callable[..., Any]) -> Callable[..., Any]:
+    def __init__(self: Any, origin: dict[str, Any]) -> None:
+        original(self, origin)
+        if "S3OriginConfig" in origin:
+            self.s3_origin_config = {"OriginAccessIdentity": self.s3_access_identity or ""}
+        self.origin_access_control_id = origin.get("OriginAccessControlId") or ""
+
+    return __init__
+
+
+def rule_cloudfront_origins_keep_access_control() -> None:
+    """AWS: GetDistributionConfig returns each origin's OriginAccessControlId and S3OriginConfig
+    as they were set. moto: drops both, so a distribution made with origin access control reads
+    back as one without (and a planner would "repair" it forever). Strictly a completion of
+    moto, kept here with the CloudFront rule above it depends on."""
+    from moto.cloudfront.models import Origin
+
+    name = "rule_cloudfront_origins_keep_access_control"
+    _wrapped(Origin, "__init__", name, _origin_keeps_access_control)
+
+
+# -- ACM: a DNS-validated certificate is issued once its validation records exist -------------
+
+# AWS validates minutes after the records appear; the emulator keeps it short so a local run stays
+# quick, but long enough that code which does not wait for ISSUED fails.
+ACM_VALIDATION_SECONDS = 1.0
+
+
+def _cname_exists(account_id: str, name: str, value: str) -> bool:
+    from moto.route53.models import route53_backends
+
+    wanted = (name.rstrip(".").lower(), value.rstrip(".").lower())
+    for backend in route53_backends[account_id].values():
+        for zone in backend.zones.values():
+            for record_set in zone.rrsets:
+                if record_set.type != "CNAME" or record_set.name.rstrip(".").lower() != wanted[0]:
+                    continue
+                values = {v.rstrip(".").lower() for v in _txt_values(record_set)}
+                if wanted[1] in values:
+                    return True
+    return False
+
+
+def acm_records_exist(bundle: Any) -> bool:
+    """Whether every validation CNAME of the certificate is in one of the account's hosted zones."""
+    account_id = bundle.arn.split(":")[4]
+    options = bundle.describe()["Certificate"].get("DomainValidationOptions", [])
+    return bool(options) and all(
+        "ResourceRecord" in o
+        and _cname_exists(account_id, o["ResourceRecord"]["Name"], o["ResourceRecord"]["Value"])
+        for o in options
+    )
+
+
+def _issued_by_dns(original: Callable[..., Any]) -> Callable[..., None]:
+    def check(self: Any) -> None:
+        if self.type != "AMAZON_ISSUED" or self.status != "PENDING_VALIDATION":
+            original(self)
+            return
+        if not acm_records_exist(self):
+            self.records_seen_at = None
+            return
+        if getattr(self, "records_seen_at", None) is None:
+            self.records_seen_at = clock.now()
+        if clock.now() - self.records_seen_at >= ACM_VALIDATION_SECONDS:
+            self.status = "ISSUED"
+
+    return check
+
+
+def rule_acm_validates_by_dns() -> None:
+    """AWS: a certificate requested with DNS validation stays PENDING_VALIDATION until ACM finds
+    its validation CNAME records (minutes after they appear; VALIDATION_TIMED_OUT after 72 hours).
+    moto: every requested certificate turns ISSUED 60 seconds after the request, records or not.
+    Here: PENDING_VALIDATION until every validation record is in one of the emulator's hosted
+    zones, then ISSUED ACM_VALIDATION_SECONDS (on `clock`) later."""
+    from moto.acm.models import CertBundle
+
+    _wrapped(CertBundle, "check", "rule_acm_validates_by_dns", _issued_by_dns)
+
+
+def _request_as_aws_reads_it(original: Callable[..., Any]) -> Callable[..., Any]:
+    def request_certificate(self: Any) -> Any:
+        from moto.acm.exceptions import AWSValidationException
+
+        token = self._get_param("IdempotencyToken")
+        if token is not None and not re.fullmatch(r"\w{1,32}", token):
+            raise AWSValidationException(
+                f"1 validation error detected: Value '{token}' at 'idempotencyToken' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: \\w+ and length <= 32"
+            )
+        result = original(self)
+        if self._get_param("CertificateAuthorityArn") is None:
+            bundle = self.acm_backend.get_certificate(result.result["CertificateArn"])
+            bundle.validation_method = self._get_param("ValidationMethod") or "EMAIL"
+        return result
+
+    return request_certificate
+
+
+def _validation_as_requested(original: Callable[..., Any]) -> Callable[..., Any]:
+    def describe(self: Any) -> dict[str, Any]:
+        result = original(self)
+        if getattr(self, "validation_method", "DNS") != "DNS":
+            for option in result["Certificate"].get("DomainValidationOptions", []):
+                option["ValidationMethod"] = self.validation_method
+                option.pop("ResourceRecord", None)
+        return result
+
+    return describe
+
+
+def rule_acm_request_as_aws_reads_it() -> None:
+    """AWS: RequestCertificate without ValidationMethod validates by EMAIL (no CNAME record to
+    write, and nothing is issued until someone answers the mail), and refuses an
+    IdempotencyToken that is not \\w{1,32} (ValidationException). moto: ignores ValidationMethod
+    (every certificate shows DNS records) and takes any token."""
+    from moto.acm.models import CertBundle
+    from moto.acm.responses import AWSCertificateManagerResponse
+
+    name = "rule_acm_request_as_aws_reads_it"
+    _wrapped(AWSCertificateManagerResponse, "request_certificate", name, _request_as_aws_reads_it)
+    _wrapped(CertBundle, "describe", name, _validation_as_requested)
+
+
+# -- S3: a denial of plain HTTP denies plain HTTP only --------------------------------------------
+
+PLAIN_HTTP_ONLY = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _tls_denial_on_plain_http_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        import json
+
+        from moto.iam.access_control import IAMPolicy, PermissionResult
+
+        if self.policy is None:
+            return original(self, action, resource)
+        document = json.loads(self.policy)
+        statements = document.get("Statement", [])
+        statements = [statements] if isinstance(statements, dict) else statements
+        # Requests reach moto as the stand-in for the HTTPS endpoint: they count as over TLS.
+        kept = [s for s in statements if s.get("Condition") != PLAIN_HTTP_ONLY]
+        if not kept:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+    return get_permission
+
+
+def rule_s3_tls_denial_applies_to_plain_http_only() -> None:
+    """AWS: a bucket policy statement denying requests where aws:SecureTransport is false refuses
+    plain HTTP only; over HTTPS the bucket's objects can be read and written. moto: ignores the
+    condition and refuses every object request on such a bucket (every bucket this tool makes).
+    Strictly a completion of moto, kept here beside the rules whose buckets need it."""
+    from moto.s3.models import FakeBucket
+
+    name = "rule_s3_tls_denial_applies_to_plain_http_only"
+    _wrapped(FakeBucket, "get_permission", name, _tls_denial_on_plain_http_only)
+
+
+# -- S3: an upload is checked against the Content-MD5 it carries ----------------------------------
+
+
+def _md5_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_object(self: Any) -> Any:
+        import base64
+        import binascii
+        import hashlib
+
+        from moto.s3.exceptions import S3ClientError
+
+        sent = self.headers.get("Content-MD5")
+        if sent is not None:
+            body = self.body.encode() if isinstance(self.body, str) else self.body or b""
+            try:
+                digest = base64.b64decode(sent, validate=True)
+            except (binascii.Error, ValueError):
+                digest = b""
+            if len(digest) != 16:
+                raise S3ClientError("InvalidDigest", "The Content-MD5 you specified was invalid.")
+            if digest != hashlib.md5(body, usedforsecurity=False).digest():
+                mismatch = "The Content-MD5 you specified did not match what we received."
+                raise S3ClientError("BadDigest", mismatch)
+        return original(self)
+
+    return put_object
+
+
+def rule_s3_put_object_checks_content_md5() -> None:
+    """AWS: PutObject with a Content-MD5 header that is not a base64 MD5 answers InvalidDigest, and
+    one that does not match the body BadDigest; nothing is stored. moto: ignores the header and
+    stores the object, so code that sends a wrong digest works only here."""
+    from moto.s3.responses import S3Response
+
+    _wrapped(S3Response, "put_object", "rule_s3_put_object_checks_content_md5", _md5_checked)
+
+
 RULES: tuple[Callable[[], None], ...] = (
     rule_ses_identities_verify_by_dns,
     rule_dynamodb_ttl_once_an_hour,
@@ -432,6 +662,12 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_elasticache_refuses_encrypted_topics,
     rule_opensearch_vpc_needs_service_linked_role,
     rule_iam_service_linked_role_taken,
+    rule_cloudfront_update_needs_current_etag,
+    rule_cloudfront_origins_keep_access_control,
+    rule_s3_tls_denial_applies_to_plain_http_only,
+    rule_acm_validates_by_dns,
+    rule_acm_request_as_aws_reads_it,
+    rule_s3_put_object_checks_content_md5,
 )
 
 

@@ -25,7 +25,12 @@ def environ_of(request: Any) -> tuple[dict[str, Any], bytes]:
     if isinstance(body, str):
         body = body.encode("utf-8")
     elif not isinstance(body, bytes):
-        body = body.read()
+        # A streamed body: read it, then rewind it, so that moto, which answers every operation
+        # no fill-in serves, still reads the whole body (an S3 PutObject, say).
+        stream = body
+        body = stream.read()
+        if hasattr(stream, "seek"):
+            stream.seek(0)
     url = urlsplit(request.url)
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,

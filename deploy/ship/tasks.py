@@ -1,0 +1,85 @@
+"""The `deploy` task: statics, then the source bundle of server/, then the environment moved onto it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deploy.cli import deploy_task
+
+if TYPE_CHECKING:
+    from deploy.report import Reporter
+    from deploy.ship.bundle import Upload
+    from deploy.stage import Stage
+
+DEFAULTS_FILE = "defaults.yaml"
+DEPLOY_HELP = {
+    "skip_statics": "do not sync the statics (cdn.statics.source) before shipping the app",
+    "timeout": "seconds to wait for the environment to be Ready and Green (0: eb.deploy_timeout_minutes)",
+}
+
+
+def ship_statics(stage: Stage, reporter: Reporter, *, dry_run: bool) -> dict[str, Any]:
+    from pathlib import Path
+
+    from deploy.errors import ConfigError
+    from deploy.ship.statics import sync_statics
+
+    source = Path(stage.config.cdn.statics.source)
+    if not source.is_dir():
+        where = _config_file_of(stage.name, ("cdn", "statics", "source"))
+        problem = f"{source} is not a folder: build the statics (collectstatic) or use --skip-statics"
+        raise ConfigError(where, "cdn.statics.source", problem)
+    return sync_statics(stage, source, reporter, dry_run=dry_run).summary()
+
+
+def _config_file_of(stage_name: str, key: tuple[str, ...]) -> str:
+    """The stage file when it sets `key`, else defaults.yaml: the file an operator would edit."""
+    import yaml
+
+    from deploy.config import config_dir
+
+    stage_file = config_dir() / f"{stage_name}.yaml"
+    data: Any = yaml.safe_load(stage_file.read_text(encoding="utf-8")) if stage_file.is_file() else {}
+    for part in key:
+        if not isinstance(data, dict) or part not in data:
+            return f"config/{DEFAULTS_FILE}"
+        data = data[part]
+    return f"config/{stage_file.name}"
+
+
+def ship_version(stage: Stage, upload: Upload, label: str, reporter: Reporter, timeout: int | None) -> bool:
+    """Whether the environment changed (or, on a dry run, would)."""
+    from deploy.areas.eb import deploy_version
+
+    return deploy_version(stage, label, upload.bucket, upload.key, reporter, timeout)
+
+
+@deploy_task(help=DEPLOY_HELP)
+def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, timeout=0):
+    """Ship the app: statics, then the source bundle (uploaded once per label), then the environment
+    on it, followed until Ready and Green. Example: inv deploy --stage dev --skip-statics"""
+    from deploy.errors import ArgumentError
+    from deploy.report import Reporter
+    from deploy.ship.bundle import build_bundle, upload_bundle
+    from deploy.stage import open_stage
+
+    if timeout < 0:
+        raise ArgumentError("--timeout", "must be a number of seconds, or 0 for the config's")
+    target = open_stage(stage, dry_run=dry_run)
+    reporter = Reporter(as_json=json)
+    statics = None if skip_statics else ship_statics(target, reporter, dry_run=dry_run)
+    bundle = build_bundle()
+    upload = upload_bundle(target, bundle, reporter, dry_run=dry_run)
+    changed = ship_version(target, upload, bundle.label, reporter, timeout or None)
+    if json:
+        reporter.json(
+            {
+                "stage": target.name,
+                "dry_run": dry_run,
+                "label": bundle.label,
+                "bundle": f"s3://{upload.bucket}/{upload.key}",
+                "uploaded": upload.uploaded,
+                "environment_changed": changed,
+                "statics": statics,
+            }
+        )
