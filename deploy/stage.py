@@ -36,6 +36,7 @@ class Stage:
     endpoint_url: str | None = None
     read_only: bool = False
     _session: Any = None
+    _raw_session: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
     _hooks: list[CallHook] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -66,22 +67,39 @@ class Stage:
     def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
         return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
-    def session(self) -> boto3.Session:
+    def session(self, *, raw_timestamps: bool = False) -> boto3.Session:
         with self._lock:
+            if raw_timestamps:
+                if self._raw_session is None:
+                    self._raw_session = self._new_session(raw_timestamps=True)
+                return self._raw_session
             if self._session is None:
-                import boto3
-
-                extra = EMULATOR_CREDENTIALS if self.uses_emulator else {}
-                self._session = boto3.Session(
-                    profile_name=None if self.uses_emulator else self.config.profile,
-                    region_name=self.config.region,
-                    **extra,
-                )
+                self._session = self._new_session(raw_timestamps=False)
             return self._session
 
-    def client(self, service: str) -> Any:
+    def _new_session(self, *, raw_timestamps: bool) -> boto3.Session:
+        import boto3
+        import botocore.session
+
+        core = botocore.session.get_session()
+        if raw_timestamps:
+            # Timestamps stay the strings AWS sent. Parsing them is most of a client's work on a
+            # listing of thousands of objects, and the callers of such clients never read them.
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        extra = EMULATOR_CREDENTIALS if self.uses_emulator else {}
+        return boto3.Session(
+            botocore_session=core,
+            profile_name=None if self.uses_emulator else self.config.profile,
+            region_name=self.config.region,
+            **extra,
+        )
+
+    def client(self, service: str, *, raw_timestamps: bool = False) -> Any:
+        """The stage's client of `service`, made once. `raw_timestamps`: a separate client whose
+        answers keep timestamps as strings (for large listings that do not read them)."""
+        key = f"{service}:raw" if raw_timestamps else service
         with self._lock:
-            if service not in self._clients:
+            if key not in self._clients:
                 from botocore.config import Config
 
                 config = Config(
@@ -90,10 +108,11 @@ class Stage:
                     read_timeout=60,
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
-                client = self.session().client(service, endpoint_url=self.endpoint_url, config=config)
+                session = self.session(raw_timestamps=raw_timestamps)
+                client = session.client(service, endpoint_url=self.endpoint_url, config=config)
                 client.meta.events.register("before-call", self._before_call)
-                self._clients[service] = client
-            return self._clients[service]
+                self._clients[key] = client
+            return self._clients[key]
 
     def on_call(self, hook: CallHook) -> None:
         """Call hook(service, operation) before every AWS call made through this stage."""

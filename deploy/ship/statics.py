@@ -159,6 +159,12 @@ def local_tree(stage: Stage, source: Path) -> dict[str, LocalFile]:
 # -- the bucket --------------------------------------------------------------------------------
 
 
+def s3_client(stage: Stage) -> Any:
+    """The S3 client of every call here. Its answers keep timestamps as strings: nothing here reads
+    them, and parsing those of a listing of thousands of objects is most of a client's work."""
+    return stage.client("s3", raw_timestamps=True)
+
+
 def statics_bucket(stage: Stage) -> str:
     return stage.config.s3.buckets.statics.name
 
@@ -171,7 +177,7 @@ def listing(stage: Stage, bucket: str, prefix: str) -> dict[str, tuple[int, str]
     """Relative path -> (size, ETag) of every object under the prefix. Page after page: reading
     pages side by side (split at keys the manifest names) was slower on the emulator, whose
     listing is CPU-bound, and the page count only matters on trees far larger than ours."""
-    paginator = stage.client("s3").get_paginator("list_objects_v2")
+    paginator = s3_client(stage).get_paginator("list_objects_v2")
     found = {}
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
@@ -183,7 +189,7 @@ def read_manifest(stage: Stage, bucket: str, prefix: str) -> dict[str, Entry]:
     from botocore.exceptions import ClientError
 
     try:
-        body = stage.client("s3").get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
+        body = s3_client(stage).get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return {}
@@ -201,7 +207,7 @@ def read_manifest(stage: Stage, bucket: str, prefix: str) -> dict[str, Entry]:
 def head_entry(stage: Stage, bucket: str, key: str, size: int, etag: str) -> Entry | None:
     """The entry of an object the manifest does not vouch for, from its metadata; None when it
     carries no sha256 (uploaded by another tool)."""
-    found = stage.client("s3").head_object(Bucket=bucket, Key=key)
+    found = s3_client(stage).head_object(Bucket=bucket, Key=key)
     sha = found.get("Metadata", {}).get("sha256")
     if not sha:
         return None
@@ -213,9 +219,13 @@ def remote_entries(
 ) -> tuple[dict[str, Entry | None], dict[str, Entry]]:
     """What the bucket holds, path -> Entry (None: content unknown), and the manifest as read. The
     manifest is trusted only where the listing shows the same size and ETag."""
-    listed = listing(stage, bucket, prefix)
-    # Read only when listed: to a principal without s3:ListBucket, S3 answers 403 for a missing key.
-    manifest = read_manifest(stage, bucket, prefix) if listed.pop(MANIFEST, None) else {}
+    # The manifest is read while the listing pages come in (a missing one answers NoSuchKey, as
+    # this principal may list the bucket), and kept only when the listing shows it.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(read_manifest, stage, bucket, prefix)
+        listed = listing(stage, bucket, prefix)
+        found = reading.result()
+    manifest = found if listed.pop(MANIFEST, None) else {}
     entries: dict[str, Entry | None] = {}
     unknown = []
     for path, (size, etag) in listed.items():
@@ -240,7 +250,7 @@ def upload(stage: Stage, bucket: str, prefix: str, local: LocalFile) -> Entry:
         "CacheControl": local.cache_control,
         "Metadata": {"sha256": local.sha256},
     }
-    s3 = stage.client("s3")
+    s3 = s3_client(stage)
     key = prefix + local.path
     if local.size >= MULTIPART_THRESHOLD:
         etag = upload_multipart(stage, bucket, key, local.source, extra)
@@ -250,7 +260,7 @@ def upload(stage: Stage, bucket: str, prefix: str, local: LocalFile) -> Entry:
 
 
 def upload_multipart(stage: Stage, bucket: str, key: str, source: Path, extra: dict[str, Any]) -> str:
-    s3 = stage.client("s3")
+    s3 = s3_client(stage)
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
     try:
         parts = []
@@ -273,7 +283,7 @@ def upload_multipart(stage: Stage, bucket: str, key: str, source: Path, extra: d
 def delete_paths(stage: Stage, bucket: str, prefix: str, paths: list[str]) -> None:
     from deploy.errors import AwsError
 
-    s3 = stage.client("s3")
+    s3 = s3_client(stage)
     for start in range(0, len(paths), DELETE_BATCH):
         batch = [{"Key": prefix + path} for path in paths[start : start + DELETE_BATCH]]
         errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
@@ -290,7 +300,7 @@ def delete_paths(stage: Stage, bucket: str, prefix: str, paths: list[str]) -> No
 def write_manifest(stage: Stage, bucket: str, prefix: str, entries: dict[str, Entry]) -> None:
     files = {path: entry.__dict__ for path, entry in sorted(entries.items())}
     body = json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True, separators=(",", ":"))
-    stage.client("s3").put_object(
+    s3_client(stage).put_object(
         Bucket=bucket,
         Key=prefix + MANIFEST,
         Body=body.encode(),
