@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
@@ -79,6 +80,14 @@ def account_of(environ: dict[str, Any]) -> str:
     from moto.iam.models import get_account_id_from
 
     return get_account_id_from(credential.access_key)
+
+
+def query_list(params: dict[str, str], prefix: str) -> list[str]:
+    """The values of a query-protocol list, in order: `Prefix.1`, `Prefix.2`, ... (pass
+    `Names.member` for the `Names.member.1` form)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)$")
+    found = sorted((int(m.group(1)), v) for k, v in params.items() if (m := pattern.match(k)))
+    return [value for _, value in found]
 
 
 def query_params(environ: dict[str, Any], body: bytes) -> dict[str, str]:

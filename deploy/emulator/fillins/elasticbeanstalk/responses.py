@@ -4,13 +4,12 @@ live in one place."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from deploy.emulator.fillins.core import FillinResponse, query_error, query_params, query_response
+from deploy.emulator.fillins.core import FillinResponse, query_error, query_list, query_params, query_response
 from deploy.emulator.fillins.elasticbeanstalk.models import (
     Application,
     BeanstalkError,
@@ -24,13 +23,6 @@ from deploy.emulator.fillins.elasticbeanstalk.models import (
 
 SERVICE = "elasticbeanstalk"
 NAMESPACE = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/"
-
-
-def _members(params: dict[str, str], prefix: str) -> list[str]:
-    """`Prefix.member.1`, `Prefix.member.2`, ... of a query-protocol list, in order."""
-    pattern = re.compile(rf"^{re.escape(prefix)}\.member\.(\d+)$")
-    found = sorted((int(m.group(1)), v) for k, v in params.items() if (m := pattern.match(k)))
-    return [value for _, value in found]
 
 
 def _structures(params: dict[str, str], prefix: str) -> list[dict[str, str]]:
@@ -150,7 +142,7 @@ def create_application(backend: BeanstalkFillin, params: dict[str, str]) -> dict
 
 
 def describe_applications(backend: BeanstalkFillin, params: dict[str, str]) -> dict[str, Any]:
-    names = _members(params, "ApplicationNames")
+    names = query_list(params, "ApplicationNames.member")
     apps = [a for a in backend.applications.values() if not names or a.name in names]
     return {"Applications": [application_dict(app) for app in apps]}
 
@@ -167,7 +159,9 @@ def create_application_version(backend: BeanstalkFillin, params: dict[str, str])
 
 
 def describe_application_versions(backend: BeanstalkFillin, params: dict[str, str]) -> dict[str, Any]:
-    found = backend.describe_versions(params.get("ApplicationName"), _members(params, "VersionLabels"))
+    found = backend.describe_versions(
+        params.get("ApplicationName"), query_list(params, "VersionLabels.member")
+    )
     return {"ApplicationVersions": [version_dict(v) for v in found]}
 
 
@@ -196,7 +190,7 @@ def create_environment(backend: BeanstalkFillin, params: dict[str, str]) -> dict
 def describe_environments(backend: BeanstalkFillin, params: dict[str, str]) -> dict[str, Any]:
     found = backend.describe_environments(
         params.get("ApplicationName"),
-        _members(params, "EnvironmentNames"),
+        query_list(params, "EnvironmentNames.member"),
         params.get("IncludeDeleted", "true") == "true",
     )
     return {"Environments": [environment_dict(env) for env in found]}
@@ -294,7 +288,7 @@ def list_tags_for_resource(backend: BeanstalkFillin, params: dict[str, str]) -> 
 
 def update_tags_for_resource(backend: BeanstalkFillin, params: dict[str, str]) -> dict[str, Any]:
     backend.update_tags(
-        params.get("ResourceArn", ""), _tags(params, "TagsToAdd"), _members(params, "TagsToRemove")
+        params.get("ResourceArn", ""), _tags(params, "TagsToAdd"), query_list(params, "TagsToRemove.member")
     )
     return {}
 

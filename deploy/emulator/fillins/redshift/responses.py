@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
-from deploy.emulator.fillins.core import FillinResponse, query_error, query_params, query_response
+from deploy.emulator.fillins.core import FillinResponse, query_error, query_list, query_params, query_response
 from deploy.emulator.fillins.redshift.models import (
     Integration,
     RedshiftError,
@@ -17,13 +16,6 @@ from deploy.emulator.fillins.redshift.models import (
 
 SERVICE = "redshift"
 NAMESPACE = "http://redshift.amazonaws.com/doc/2012-12-01/"
-
-
-def _members(params: dict[str, str], prefix: str) -> list[str]:
-    """`Prefix.1`, `Prefix.2`, ... of a query-protocol list, in order."""
-    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)$")
-    found = sorted((int(m.group(1)), v) for k, v in params.items() if (m := pattern.match(k)))
-    return [value for _, value in found]
 
 
 def _tags(params: dict[str, str]) -> list[dict[str, str]]:
@@ -39,7 +31,7 @@ def _filters(params: dict[str, str]) -> dict[str, list[str]]:
     filters, n = {}, 1
     base = "Filters.DescribeIntegrationsFilter"
     while f"{base}.{n}.Name" in params:
-        filters[params[f"{base}.{n}.Name"]] = _members(params, f"{base}.{n}.Values.Value")
+        filters[params[f"{base}.{n}.Name"]] = query_list(params, f"{base}.{n}.Values.Value")
         n += 1
     return filters
 
