@@ -238,7 +238,7 @@ class Network(Section):
         except ValueError as exc:
             raise ValueError(f"VPC CIDR {cidr!r} is not a network: {exc}") from None
         # Each zone gets a private and a public subnet of 1/16 of the range: /22 leaves them 64 addresses.
-        rfc1918 = [ipaddress.ip_network(r) for r in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+        rfc1918 = [r for r in PRIVATE_NETWORKS if r.version == 4]
         private = network.version == 4 and any(network.subnet_of(r) for r in rfc1918)  # type: ignore[arg-type]
         if not private or not 16 <= network.prefixlen <= 22:
             raise ValueError(

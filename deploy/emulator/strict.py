@@ -14,7 +14,7 @@ import inspect
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from deploy.emulator.fixes import _wrapped, install_once
@@ -64,18 +64,22 @@ def _txt_values(record_set: Any) -> set[str]:
     return values
 
 
-def ses_record_exists(account_id: str, domain: str, token: str) -> bool:
-    """Whether any hosted zone of the account holds `_amazonses.<domain>` TXT with the token."""
+def record_values(account_id: str, record_type: str, name: str) -> Iterator[set[str]]:
+    """The values (quotes stripped) of each `record_type` record named `name` in any hosted zone
+    of the account: what SES and ACM look for before they verify an identity or a certificate."""
     from moto.route53.models import route53_backends
 
-    wanted = f"_amazonses.{domain}".rstrip(".").lower()
+    wanted = name.rstrip(".").lower()
     for backend in route53_backends[account_id].values():
         for zone in backend.zones.values():
             for record_set in zone.rrsets:
-                name = record_set.name.rstrip(".").lower()
-                if record_set.type == "TXT" and name == wanted and token in _txt_values(record_set):
-                    return True
-    return False
+                if record_set.type == record_type and record_set.name.rstrip(".").lower() == wanted:
+                    yield _txt_values(record_set)
+
+
+def ses_record_exists(account_id: str, domain: str, token: str) -> bool:
+    """Whether any hosted zone of the account holds `_amazonses.<domain>` TXT with the token."""
+    return any(token in values for values in record_values(account_id, "TXT", f"_amazonses.{domain}"))
 
 
 def _is_verified(backend: Any, identity: str, token: str) -> bool:
@@ -484,18 +488,11 @@ ACM_VALIDATION_SECONDS = 1.0
 
 
 def _cname_exists(account_id: str, name: str, value: str) -> bool:
-    from moto.route53.models import route53_backends
-
-    wanted = (name.rstrip(".").lower(), value.rstrip(".").lower())
-    for backend in route53_backends[account_id].values():
-        for zone in backend.zones.values():
-            for record_set in zone.rrsets:
-                if record_set.type != "CNAME" or record_set.name.rstrip(".").lower() != wanted[0]:
-                    continue
-                values = {v.rstrip(".").lower() for v in _txt_values(record_set)}
-                if wanted[1] in values:
-                    return True
-    return False
+    wanted = value.rstrip(".").lower()
+    return any(
+        wanted in {v.rstrip(".").lower() for v in values}
+        for values in record_values(account_id, "CNAME", name)
+    )
 
 
 def acm_records_exist(bundle: Any) -> bool:
