@@ -344,3 +344,61 @@ def test_the_emulator_serves_the_fixes_over_http(emulator: EmulatorServer) -> No
     assert notes["notify.example.com"]["BounceTopic"] == topic
     operations = {(call["service"], call["operation"]) for call in emulator.requests()}
     assert {("redshift", "ModifyClusterSubnetGroup"), ("elasticache", "ModifyCacheSubnetGroup")} <= operations
+
+
+def listing_bodies(client: Any, bucket: str) -> list[bytes]:
+    """The raw documents of a few listings: paged, by prefix, empty, and one moto keeps for itself."""
+    s3 = client("s3")
+    bodies: list[bytes] = []
+    s3.meta.events.register(
+        "before-parse.s3.ListObjectsV2", lambda response_dict, **_: bodies.append(response_dict["body"])
+    )
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="static/", MaxKeys=2):
+        assert page["KeyCount"] <= 2
+    s3.list_objects_v2(Bucket=bucket)
+    s3.list_objects_v2(Bucket=bucket, Prefix="nothing/")
+    s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    return bodies
+
+
+def test_the_fast_listing_writes_motos_own_document(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.s3.responses import S3Response
+
+    s3 = client("s3")
+    s3.create_bucket(Bucket="listing-bucket")
+    for key in ("static/a&b<c>'q\".js", "static/ü/é.css", "static/z.js", "media/x.png"):
+        s3.put_object(Bucket="listing-bucket", Key=key, Body=b"x", ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="listing-bucket", Key="static/plain.txt", Body=b"y")
+    written: list[bytes] = []
+    monkeypatch.setattr(
+        fixes,
+        "_listing_xml",
+        lambda result, real=fixes._listing_xml: written.append(real(result)) or written[-1],
+    )
+
+    fast = listing_bodies(client, "listing-bucket")
+    monkeypatch.delattr(S3Response, "serialized")  # moto's own serializer, for every listing
+    slow = listing_bodies(client, "listing-bucket")
+
+    assert fast == slow
+    assert len(written) == len(fast) - 1  # all but the listing with a delimiter took the fast path
+    assert b"<Key>static/a%26b%3Cc%3E%27q%22.js</Key>" in fast[0]  # boto3 asks for URL-encoded keys
+
+
+@pytest.mark.parametrize("timestamp_format", ["iso8601", "rfc822", "unixtimestamp", "iso8601_zeroed"])
+def test_fast_timestamps_write_what_moto_writes(timestamp_format: str) -> None:
+    from moto.core.serialize import TimestampSerializer
+
+    fixes.apply()
+    serializer = TimestampSerializer(timestamp_format)
+    original = TimestampSerializer._convert_timestamp_to_str.__wrapped__
+    for value in (
+        "2026-11-28T16:03:47.000Z",
+        "2026-11-28T16:03:47.123456+00:00",
+        "2026-11-28T16:03:47",
+        "2026-11-28",
+        "1700000000",
+    ):
+        assert serializer._convert_timestamp_to_str(value, timestamp_format) == original(
+            serializer, value, timestamp_format
+        )
