@@ -546,7 +546,8 @@ class CdnAliases(Section):
 
 class CdnStatics(Section):
     source: str = Field(min_length=1)
-    prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    # A folder of the shared statics bucket: one to four segments, e.g. "{stage}/static".
+    prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}(/[a-z0-9][a-z0-9_-]{0,62}){0,3}$")
     cache_control: str = Field(min_length=1)
     cache_control_hashed: str = Field(min_length=1)
     invalidate_all_above: int = Field(ge=1, le=3000)

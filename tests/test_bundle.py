@@ -415,8 +415,8 @@ def test_deploy_syncs_the_statics_first_and_again_changes_nothing(
     run_deploy(monkeypatch, stage, skip_statics=False)
 
     assert order == ["statics", "bundle"]
-    listed = stage.client("s3").list_objects_v2(Bucket="iotile-cloud-statics", Prefix="static/")
-    assert {f"static/{name}" for name in STATICS} <= {o["Key"] for o in listed["Contents"]}
+    listed = stage.client("s3").list_objects_v2(Bucket="iotile-cloud-statics", Prefix="dev/static/")
+    assert {f"dev/static/{name}" for name in STATICS} <= {o["Key"] for o in listed["Contents"]}
     call_log.clear()
 
     run_deploy(monkeypatch, stage, skip_statics=False)

@@ -55,9 +55,23 @@ def test_bucket_policy_admits_only_the_stages_distribution(make_stage) -> None:
     for which in cdn.WHICH:
         bucket = cdn.bucket_of(stage, which)
         grants = [s for s in policy(stage, bucket)["Statement"] if s["Effect"] == "Allow"]
-        assert grants == [cdn.cloudfront_statement(stage, bucket, cdn.distribution_arn(stage, which))]
+        assert grants == [cdn.cloudfront_statement(stage, which, cdn.distribution_arn(stage, which))]
         assert grants[0]["Principal"] == {"Service": "cloudfront.amazonaws.com"}
         assert grants[0]["Action"] == "s3:GetObject"
+
+
+def test_stages_sharing_the_buckets_each_read_their_own_folder(make_stage) -> None:
+    dev, staging = make_stage("dev"), make_stage("stage")
+    converge(dev, "kms", "s3", "cdn")
+    converge(staging, "kms", "s3", "cdn")
+
+    for which, folder in (("statics", "{stage}/static/*"), ("media", "{stage}/*")):
+        bucket = cdn.bucket_of(dev, which)
+        grants = {s["Sid"]: s["Resource"] for s in policy(dev, bucket)["Statement"] if s["Effect"] == "Allow"}
+        assert grants == {
+            cdn.statement_sid(stage): f"arn:aws:s3:::{bucket}/{folder.format(stage=stage.name)}"
+            for stage in (dev, staging)
+        }
 
 
 def test_statement_removed_by_hand_is_put_back(make_stage) -> None:

@@ -42,7 +42,7 @@ def sync(stage: Stage, source: Path, **options) -> SyncResult:
 
 
 def head(stage: Stage, path: str) -> dict:
-    return stage.client("s3").head_object(Bucket=statics.statics_bucket(stage), Key=f"static/{path}")
+    return stage.client("s3").head_object(Bucket=statics.statics_bucket(stage), Key=f"dev/static/{path}")
 
 
 def invalidations(stage: Stage) -> list[list[str]]:
@@ -100,9 +100,9 @@ def test_object_replaced_by_hand_is_not_trusted_from_the_manifest(stage, tmp_pat
     sync(stage, root)
     bucket = statics.statics_bucket(stage)
     stage.client("s3").put_object(
-        Bucket=bucket, Key="static/css/site.css", Body=b"body { color: #654321; }\n"
+        Bucket=bucket, Key="dev/static/css/site.css", Body=b"body { color: #654321; }\n"
     )
-    stage.client("s3").delete_object(Bucket=bucket, Key="static/img/logo.svg")
+    stage.client("s3").delete_object(Bucket=bucket, Key="dev/static/img/logo.svg")
 
     result = sync(stage, root)
 
@@ -139,12 +139,12 @@ def test_objects_the_manifest_does_not_know_are_judged_by_their_metadata(stage, 
     root = write_tree(tmp_path / "tree")
     sync(stage, root)
     bucket = statics.statics_bucket(stage)
-    stage.client("s3").delete_object(Bucket=bucket, Key=f"static/{statics.MANIFEST}")
+    stage.client("s3").delete_object(Bucket=bucket, Key=f"dev/static/{statics.MANIFEST}")
 
     result = sync(stage, root)
 
     assert result.uploaded == [], "every object carries its sha256"
-    assert statics.read_manifest(stage, bucket, "static/"), "the manifest is written again"
+    assert statics.read_manifest(stage, bucket, "dev/static/"), "the manifest is written again"
 
 
 def test_delete_removes_only_with_the_flag(stage, tmp_path) -> None:
@@ -159,7 +159,7 @@ def test_delete_removes_only_with_the_flag(stage, tmp_path) -> None:
     removed = sync(stage, root, delete=True)
 
     assert removed.deleted == ["js/app.js"]
-    keys = statics.listing(stage, statics.statics_bucket(stage), "static/")
+    keys = statics.listing(stage, statics.statics_bucket(stage), "dev/static/")
     assert "js/app.js" not in keys and statics.MANIFEST in keys
     assert sync(stage, root, delete=True).deleted == []
 
@@ -209,7 +209,11 @@ def test_one_invalidation_of_exactly_the_changed_paths(stage, tmp_path) -> None:
 
     batches = invalidations(stage)
     assert len(batches) == before + 1
-    assert sorted(batches[-1]) == ["/static/css/site.css", "/static/img/a%20b.png", "/static/js/app.js"]
+    assert sorted(batches[-1]) == [
+        "/dev/static/css/site.css",
+        "/dev/static/img/a%20b.png",
+        "/dev/static/js/app.js",
+    ]
     assert result.invalidation_id
     sync(stage, root, delete=True)
     assert len(invalidations(stage)) == before + 1, "nothing changed: no invalidation"
@@ -223,7 +227,7 @@ def test_wildcard_above_the_threshold(make_stage, config_copy, tmp_path) -> None
 
     sync(stage, write_tree(tmp_path / "tree"))
 
-    assert invalidations(stage)[-1] == ["/static/*"]
+    assert invalidations(stage)[-1] == ["/dev/static/*"]
 
 
 def test_no_distribution_no_invalidation(stage, call_log, tmp_path) -> None:
@@ -243,7 +247,7 @@ def test_dry_run_makes_no_mutating_call(make_stage, call_log, tmp_path) -> None:
 
     assert sorted(preview.uploaded) == sorted(TREE)
     assert call_log.mutating == []
-    assert statics.listing(stage, statics.statics_bucket(stage), "static/") == {}
+    assert statics.listing(stage, statics.statics_bucket(stage), "dev/static/") == {}
 
 
 def test_missing_source_is_bad_input(stage, tmp_path) -> None:
@@ -251,3 +255,17 @@ def test_missing_source_is_bad_input(stage, tmp_path) -> None:
 
     with pytest.raises(BadInput, match="--source"):
         sync(stage, tmp_path / "nowhere")
+
+
+def test_stages_sharing_the_bucket_never_touch_each_others_files(stage, make_stage, tmp_path) -> None:
+    staging = make_stage("stage")
+    converge(staging, "kms", "s3")
+    sync(staging, write_tree(tmp_path / "staging"))
+    only_dev = write_tree(tmp_path / "dev", {"css/site.css": b"body { color: #abcdef; }\n"})
+
+    result = sync(stage, only_dev, delete=True)
+
+    assert result.uploaded == ["css/site.css"]
+    assert result.deleted == []
+    bucket = statics.statics_bucket(stage)
+    assert set(statics.listing(staging, bucket, "stage/static/")) == {*TREE, statics.MANIFEST}

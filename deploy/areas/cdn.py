@@ -140,29 +140,41 @@ def distribution_domain(stage: Stage, which: str) -> str | None:
     return summary["DomainName"] if summary else None
 
 
-def cloudfront_statement(stage: Stage, bucket: str, arn: str) -> dict[str, Any]:
+def served_folder(stage: Stage, which: str) -> str:
+    """The folder of its bucket a distribution reads: its own stage's, never another's (the buckets
+    are shared by the stages of an account; statics under cdn.statics.prefix, media under the
+    stage's name)."""
+    if which == "statics":
+        return stage.config.cdn.statics.prefix.strip("/")
+    return stage.name
+
+
+def cloudfront_statement(stage: Stage, which: str, arn: str) -> dict[str, Any]:
     from deploy.aws import partition
 
+    bucket = bucket_of(stage, which)
+    folders = [served_folder(stage, w) for w in WHICH if bucket_of(stage, w) == bucket]
+    resources = [f"arn:{partition(stage.region)}:s3:::{bucket}/{folder}/*" for folder in sorted(set(folders))]
     return {
         "Sid": statement_sid(stage),
         "Effect": "Allow",
         "Principal": {"Service": "cloudfront.amazonaws.com"},
         "Action": "s3:GetObject",
-        "Resource": f"arn:{partition(stage.region)}:s3:::{bucket}/*",
+        "Resource": resources[0] if len(resources) == 1 else resources,
         "Condition": {"StringEquals": {"AWS:SourceArn": arn}},
     }
 
 
 def bucket_policy_statements(stage: Stage, bucket: str) -> list[dict[str, Any]]:
-    """The statement of `bucket`'s policy that lets this stage's distribution read it, once the
-    distribution exists (read live by its Comment). The s3 area writes it; a distribution made in
-    the same run is admitted by this area right after it is made."""
+    """The statement of `bucket`'s policy that lets this stage's distribution read this stage's
+    folder of it, once the distribution exists (read live by its Comment). The s3 area writes it;
+    a distribution made in the same run is admitted by this area right after it is made."""
     config = stage.config.cdn
     served = [which for which in WHICH if bucket_of(stage, which) == bucket]
     if not config.enabled or not served:
         return []
     arn = distribution_arn(stage, served[0])
-    return [cloudfront_statement(stage, bucket, arn)] if arn else []
+    return [cloudfront_statement(stage, served[0], arn)] if arn else []
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -364,7 +376,7 @@ def policy_with_statement(stage: Stage, bucket: str, statement: dict[str, Any]) 
 
 def _admits_new_distribution(stage: Stage, bucket: str, which: str) -> str:
     arn = distribution_arn(stage, which) or ""
-    return json.dumps(policy_with_statement(stage, bucket, cloudfront_statement(stage, bucket, arn)))
+    return json.dumps(policy_with_statement(stage, bucket, cloudfront_statement(stage, which, arn)))
 
 
 def _same_statement(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -387,7 +399,7 @@ def plan_bucket_statement(stage: Stage, which: str, state: DistributionState) ->
             "s3", "PutBucketPolicy", {"Bucket": bucket, "Policy": policy}, name, "distribution is new"
         )
         return converge(AREA, "bucket statement", name, [call], exists=False, depends_on=[distribution])
-    want = cloudfront_statement(stage, bucket, state.arn)
+    want = cloudfront_statement(stage, which, state.arn)
     statements = read_policy(stage, bucket).get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
     steps = []

@@ -50,7 +50,7 @@ def test_create_deploy_and_deploy_again(inv, emulator, frontend_env) -> None:
     made = emulator.mutating()
     assert "elasticbeanstalk:CreateApplicationVersion" in made
     assert "elasticbeanstalk:UpdateEnvironment" in made
-    assert "s3:PUT /iotile-cloud-statics/static/css/app.css" in made
+    assert "s3:PUT /iotile-cloud-statics/dev/static/css/app.css" in made
     (live,) = beanstalk(emulator).describe_environments(EnvironmentNames=["iotile-cloud-dev"])["Environments"]
     versions = beanstalk(emulator).describe_application_versions(ApplicationName="iotile-cloud")
     assert [v["VersionLabel"] for v in versions["ApplicationVersions"]] == [live["VersionLabel"]]
