@@ -124,6 +124,7 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
         "dead_letter_arns": [arn("sqs", name + suffix) for name in queues.values()],
         "topic_arns": topic_arns,
         "app_topic_arns": [topic_arns[k] for k in ("staff_notifications", "delete_s3", "upload_sxd")],
+        "table_arn_of": {key: arn("dynamodb", f"table/{name}") for key, name in config.dynamodb.tables},
         "table_and_index_arns": [arn("dynamodb", f"table/{t}{i}") for t in tables for i in ("", "/index/*")],
         "delivery_stream_arns": [
             arn("firehose", f"deliverystream/{stream.name}") for _, stream in config.firehose
@@ -137,6 +138,9 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
         "log_group_arn": log_group_arn,
         "sns_endpoint": f"sns.{region}.{dns_suffix(region)}",
         "ssm_endpoint": f"ssm.{region}.{dns_suffix(region)}",
+        "sqs_endpoint": f"sqs.{region}.{dns_suffix(region)}",
+        # Senders to SSE-KMS queues need the key (SSE-SQS queues need nothing).
+        "queues_use_kms": bool(config.sqs.kms_key),
         "any_key_arn": arn("kms", "key/*"),
         # Beanstalk keeps every stage's bundles, environment files and logs in this one bucket.
         "eb_bucket": f"elasticbeanstalk-{region}-{account}",

@@ -348,3 +348,56 @@ def test_beanstalk_publishes_with_its_service_role_not_a_key_policy_principal(ma
     assert not {"elasticbeanstalk.amazonaws.com", "elasticache.amazonaws.com"} & set(
         as_list(services["Principal"]["Service"])
     )
+
+
+# -- the functions' roles allow the calls their handlers make -------------------------------------
+
+
+def allows(statements: list[dict], action: str, resource: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return any(
+        s["Effect"] == "Allow"
+        and any(fnmatchcase(action, a) for a in as_list(s["Action"]))
+        and any(fnmatchcase(resource, r) for r in as_list(s["Resource"]))
+        for s in statements
+    )
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_function_roles_allow_what_their_handlers_call(make_stage, stage_name: str) -> None:
+    stage = make_stage(stage_name)
+    config, roles = stage.config, role_statements(stage)
+    queue = stage.arn("sqs", config.sqs.queues.worker)
+    table = stage.arn("dynamodb", f"table/{config.dynamodb.tables.worker_logs}")
+    upload = f"arn:aws:s3:::{config.s3.buckets.streamers.name}/{stage.name}/sxd/file.sxd"
+    calls = {
+        config.iam.lambda_roles.health: [
+            ("sqs:GetQueueUrl", queue),
+            ("sqs:SendMessage", queue),
+            ("dynamodb:Scan", table),
+            ("dynamodb:BatchWriteItem", table),
+            ("sns:Publish", stage.arn("sns", config.sns.topics.staff_notifications)),
+        ],
+        config.iam.lambda_roles.process_upload_sxd: [
+            ("sqs:GetQueueUrl", queue),
+            ("sqs:SendMessage", queue),
+            ("s3:GetObject", upload),
+        ],
+    }
+    for role, needed in calls.items():
+        for action, resource in needed:
+            assert allows(roles[role], action, resource), f"{role} may not {action} {resource}"
+    assert not allows(
+        roles[config.iam.lambda_roles.health], "dynamodb:Scan", stage.arn("dynamodb", "table/other")
+    )
+
+
+def test_senders_to_kms_queues_may_use_the_key_through_sqs_only(make_stage, config_copy) -> None:
+    stage = make_stage("dev", config_dir=config_copy("dev", "sqs:\n  kms_key: alias/iotile-queues\n"))
+    roles = role_statements(stage)
+    for role in (stage.config.iam.lambda_roles.health, stage.config.iam.lambda_roles.process_upload_sxd):
+        (key_use,) = [s for s in roles[role] if "sqs." in repr(s.get("Condition"))]
+        assert key_use["Condition"] == {
+            "StringEquals": {"kms:ViaService": f"sqs.{stage.region}.amazonaws.com"}
+        }
