@@ -266,6 +266,16 @@ def test_cleanup_follows_the_retention_days_variable(load: Callable, monkeypatch
     assert remaining_logs(table) == ["one-day"]
 
 
+def test_cleanup_stops_before_the_function_times_out(load: Callable) -> None:
+    table = worker_log_table()
+    put_log(table, "old", NOW - dt.timedelta(days=40))
+    context = context_of("health")
+    context.remaining_ms = 5_000
+    answer = load("health").main({"action": "cleanup"}, context)
+    assert answer["statusCode"] == 200
+    assert "Deleted 1 worker log items" in answer["body"] and "stopped before the timeout" in answer["body"]
+
+
 @pytest.mark.parametrize(
     "event",
     [

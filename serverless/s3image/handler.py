@@ -66,8 +66,12 @@ def resize_record(record: Any) -> dict:
 def write_renditions(bucket: str, key: str) -> list[str]:
     folder, wanted = rendition_folder(key), sizes()
     image = open_image(read_upload(bucket, key), max(wanted.values()))
+    try:
+        made = renditions(image, wanted)
+    except (OSError, ValueError) as error:
+        raise Refused(f"cannot convert it to JPEG: {error}") from None
     written = []
-    for name, _size, data in renditions(image, wanted):
+    for name, data in made:
         target = f"{folder}{name}.jpg"
         client("s3").put_object(Bucket=bucket, Key=target, Body=data, ContentType="image/jpeg")
         written.append(target)
@@ -106,17 +110,15 @@ def sizes() -> dict[str, int]:
 
 
 def open_image(data: bytes, largest: int) -> Image.Image:
-    """Decode the image, refusing anything but the allowed formats and more than MAX_IMAGE_PIXELS."""
+    """Decode the image, refusing anything but the allowed formats and more than MAX_IMAGE_PIXELS:
+    Pillow checks the size the header declares when opening, before decoding; its warning (above
+    the limit) is an error here like its error (above twice the limit)."""
     max_pixels = int(os.environ.get("MAX_IMAGE_PIXELS", "40000000"))
     Image.MAX_IMAGE_PIXELS = max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
-            if image.width * image.height > max_pixels:
-                raise Refused(
-                    f"decompression bomb: {image.width}x{image.height} pixels, more than {max_pixels}"
-                )
             image.draft("RGB", (largest, largest))  # JPEG only: decode at a reduced scale when it can
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -128,7 +130,7 @@ def open_image(data: bytes, largest: int) -> Image.Image:
     return image
 
 
-def renditions(image: Image.Image, wanted: dict[str, int]) -> list[tuple[str, int, bytes]]:
+def renditions(image: Image.Image, wanted: dict[str, int]) -> list[tuple[str, bytes]]:
     """Each rendition as JPEG bytes, largest first, each made from the one before (faster, same look)."""
     current = flatten(ImageOps.exif_transpose(image))
     made = []
@@ -137,13 +139,13 @@ def renditions(image: Image.Image, wanted: dict[str, int]) -> list[tuple[str, in
         current.thumbnail((size, size), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         current.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
-        made.append((name, size, buffer.getvalue()))
+        made.append((name, buffer.getvalue()))
     return made
 
 
 def flatten(image: Image.Image) -> Image.Image:
     """RGB for JPEG: transparency composed onto white, palettes and greyscale expanded."""
-    if image.mode == "P":
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
         background = Image.new("RGB", image.size, "white")
