@@ -804,10 +804,10 @@ def _print_rows(rows: list[dict[str, Any]], *, as_json: bool) -> None:
             sys.stdout.write(f"    drift: {drift}\n")
 
 
-@deploy_task(help=NAME_HELP, positional=["name"])
+@deploy_task(help=NAME_HELP)
 def deploy(c, name=None, stage=None, dry_run=False, json=False):
     """Package and deploy the functions (or one), changing only what differs.
-    Example: inv lambdas.deploy health --stage dev"""
+    Example: inv lambdas.deploy --name health --stage dev"""
     from deploy.execute import run_converge
 
     def planner(target: Stage) -> list[Resource]:
