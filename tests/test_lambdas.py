@@ -338,3 +338,46 @@ def test_invoke_runs_the_deployed_handler_locally(stage_with_functions) -> None:
     assert 'event: {"action": "cleanup"}' in log and "REPORT RequestId" in log
     assert failed["FunctionError"] == "Unhandled"
     assert json.loads(failed["Payload"].read())["errorMessage"] == "asked to fail"
+
+
+# -- the emulator's strict rules for functions -------------------------------------------------
+
+
+def test_s3_refuses_a_function_destination_without_its_permission(stage_with_functions) -> None:
+    from botocore.exceptions import ClientError
+
+    stage = stage_with_functions()
+    converge(stage, "lambdas")
+    client, s3 = stage.client("lambda"), stage.client("s3")
+    arn = stage.arn("lambda", "function:iotile-health-dev")
+    entry = {"Id": "x", "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}
+    document = {"LambdaFunctionConfigurations": [entry]}
+
+    with pytest.raises(ClientError, match=r"InvalidArgument.*Unable to validate"):
+        s3.put_bucket_notification_configuration(
+            Bucket="iotile-cloud-media", NotificationConfiguration=document
+        )
+    other_bucket = {"Principal": "s3.amazonaws.com", "SourceArn": "arn:aws:s3:::another-bucket"}
+    client.add_permission(
+        FunctionName=arn, StatementId="other", Action="lambda:InvokeFunction", **other_bucket
+    )
+    with pytest.raises(ClientError, match="InvalidArgument"):
+        s3.put_bucket_notification_configuration(
+            Bucket="iotile-cloud-media", NotificationConfiguration=document
+        )
+
+    media = {"Principal": "s3.amazonaws.com", "SourceArn": "arn:aws:s3:::iotile-cloud-media"}
+    client.add_permission(FunctionName=arn, StatementId="media", Action="lambda:InvokeFunction", **media)
+    s3.put_bucket_notification_configuration(Bucket="iotile-cloud-media", NotificationConfiguration=document)
+
+
+def test_lambda_refuses_a_statement_id_taken(stage_with_functions) -> None:
+    from botocore.exceptions import ClientError
+
+    stage = stage_with_functions()
+    converge(stage, "lambdas")
+    grant = {"Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com"}
+    client = stage.client("lambda")
+    client.add_permission(FunctionName="iotile-health-dev", StatementId="once", **grant)
+    with pytest.raises(ClientError, match="ResourceConflictException"):
+        client.add_permission(FunctionName="iotile-health-dev", StatementId="once", **grant)
