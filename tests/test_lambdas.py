@@ -103,6 +103,8 @@ def test_pip_builds_for_the_lambda_platform_from_the_local_wheel_cache() -> None
     assert "--platform manylinux2014_aarch64" in joined
     assert "--only-binary=:all:" in command and "--python-version 3.12" in joined
     assert "--no-index" in command and "--find-links w" in joined and "--target t" in joined
+    local = functions.install_command(Path("req.txt"), Path("t"), Path("w"), functions.LOCAL)
+    assert "--platform" not in local and "--only-binary=:all:" in local, "the emulator's: this Python's"
     download = " ".join(functions.download_command(Path("req.txt"), Path("w"), "x86_64"))
     assert "download" in download and "--dest w" in download and "manylinux2014_x86_64" in download
 
@@ -206,6 +208,8 @@ def test_creates_functions_and_triggers_with_original_names(stage_with_functions
         assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert all(block.values())
+        (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     groups = stage.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/iotile-health-dev")
     assert groups["logGroups"][0]["retentionInDays"] == stage.config.lambdas.log_retention_days
 

@@ -34,6 +34,7 @@ PRIVATE = {
     "BlockPublicPolicy": True,
     "RestrictPublicBuckets": True,
 }
+TLS_ONLY_SID = "iotile-deploy-deny-insecure-transport"
 CONFIG_FIELDS = ("Runtime", "Handler", "Role", "MemorySize", "Timeout", "Description", "Environment")
 UPDATE_READY, UPDATE_FAILED = frozenset({"Successful"}), frozenset({"Failed"})
 
@@ -268,8 +269,22 @@ def encryption_rule(stage: Stage) -> dict[str, Any]:
     return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
 
 
+def tls_only_statement(stage: Stage, name: str) -> dict[str, Any]:
+    from deploy.aws import partition
+
+    bucket = f"arn:{partition(stage.region)}:s3:::{name}"
+    return {
+        "Sid": TLS_ONLY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket, f"{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
-    """Encrypted, public access blocked, object ACLs off; tagged."""
+    """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged."""
     s3 = stage.client("s3")
     exists = _absent(lambda: s3.head_bucket(Bucket=name), "404", "NoSuchBucket", "NotFound") is not None
     steps: list[Call] = []
@@ -303,6 +318,13 @@ def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
             "public access is not fully blocked",
             PublicAccessBlockConfiguration=dict(PRIVATE),
         )
+    policy = exists and _absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
+    statements = json.loads(policy["Policy"]).get("Statement", []) if policy else []
+    wanted_statement = tls_only_statement(stage, name)
+    if wanted_statement not in statements:
+        kept = [st for st in statements if st.get("Sid") != TLS_ONLY_SID]
+        document = {"Version": "2012-10-17", "Statement": [*kept, wanted_statement]}
+        call("PutBucketPolicy", "plain HTTP is not denied", Policy=json.dumps(document))
     tagging = exists and _absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
     tags = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", [])}
     wanted_tags = stage.tags(name)
@@ -689,7 +711,7 @@ def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> R
             )
         )
     after = [f"{spec.name} invoke permissions" for spec in specs]
-    detail = ", ".join(f"{e['Id']}: {_normal(e)}" for e in wanted)[:120]
+    detail = ", ".join(sorted({e["Id"] for e in wanted}))
     return converge(AREA, "bucket notification", name, steps, exists=True, detail=detail, depends_on=after)
 
 
@@ -707,15 +729,20 @@ def plan_one(stage: Stage, spec: FunctionSpec, package: Package) -> list[Resourc
     return resources
 
 
-def build_packages(specs: list[FunctionSpec]) -> list[Package]:
-    from deploy.ship.functions import package_function
+def build_packages(stage: Stage, specs: list[FunctionSpec]) -> list[Package]:
+    """Each function's package; on the emulator, with its requirements built for this machine,
+    where the emulator runs the handlers."""
+    from deploy.ship.functions import LOCAL, package_function
 
-    return map_concurrently(lambda spec: package_function(spec.folder, spec.file.architecture), specs)
+    def build(spec: FunctionSpec) -> Package:
+        return package_function(spec.folder, LOCAL if stage.uses_emulator else spec.file.architecture)
+
+    return map_concurrently(build, specs)
 
 
 def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
     specs = function_specs(stage, only)
-    packages = build_packages(specs)
+    packages = build_packages(stage, specs)
     buckets = list(dict.fromkeys(spec.bucket for spec in specs))
     resources = map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets)
     per_function = map_concurrently(

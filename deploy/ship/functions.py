@@ -35,6 +35,8 @@ LEFT_OUT_DIRS = frozenset({"__pycache__", "tests", "bin"})
 LEFT_OUT_FILES = frozenset({FUNCTION_FILE, REQUIREMENTS_FILE})
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath"})
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+# The emulator runs handlers on this machine's Python, so its packages carry wheels for it instead.
+LOCAL = "local"
 # {stage} {region} {account} are filled in when the function is deployed.
 TEMPLATE = r"^[A-Za-z0-9_.{}-]+$"
 
@@ -182,10 +184,19 @@ def _mode(path: Path) -> int:
     return 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644
 
 
+def platform_name(architecture: str) -> str:
+    """The wheels' platform: Lambda's for its architectures, this interpreter's for LOCAL."""
+    if architecture == LOCAL:
+        import platform
+
+        return f"local-{sys.implementation.cache_tag}-{platform.machine()}"
+    return PLATFORMS[architecture]
+
+
 def input_hash(folder: Path, architecture: str) -> str:
     """What the package is made of: its files (names, modes, bytes), its requirements, the
     platform and the Python version. Same inputs, same hash, on any machine."""
-    digest = hashlib.sha256(f"{PACKAGE_FORMAT}\0{architecture}\0{PYTHON_VERSION}\n".encode())
+    digest = hashlib.sha256(f"{PACKAGE_FORMAT}\0{platform_name(architecture)}\0{PYTHON_VERSION}\n".encode())
     for name in _walk(folder):
         body = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         digest.update(f"{name}\0{_mode(folder / name)}\0{body}\n".encode())
@@ -215,7 +226,11 @@ def zip_trees(roots: Sequence[Path]) -> tuple[bytes, tuple[str, ...]]:
 
 
 def pip_options(architecture: str) -> list[str]:
-    """Wheels for the Lambda platform only: never a source build for this machine."""
+    """Wheels for the Lambda platform only: never a source build for this machine (for LOCAL,
+    wheels for this interpreter)."""
+    quiet = ["--only-binary=:all:", "--disable-pip-version-check", "--quiet"]
+    if architecture == LOCAL:
+        return quiet
     return [
         "--platform",
         PLATFORMS[architecture],
@@ -269,7 +284,7 @@ def install_requirements(
         failed = installed or downloaded
         tail = " ".join((failed.stderr or failed.stdout or "").strip().splitlines()[-3:])
         raise DeployError(
-            f"pip could not install {_shown(requirements)} for {PLATFORMS[architecture]}, "
+            f"pip could not install {_shown(requirements)} for {platform_name(architecture)}, "
             f"Python {PYTHON_VERSION}: {tail or 'no output'}. The first build of a function needs "
             f"the package index; later ones use the wheels in {wheels}."
         )
@@ -292,7 +307,7 @@ def package_function(
             target = Path(scratch) / "requirements"
             target.mkdir()
             install_requirements(
-                folder, target, architecture, cache / "wheels" / PLATFORMS[architecture], run
+                folder, target, architecture, cache / "wheels" / platform_name(architecture), run
             )
             roots.append(target)
         data, files = zip_trees(roots)
