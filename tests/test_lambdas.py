@@ -238,6 +238,7 @@ def test_invoke_permissions_are_scoped_to_source_and_account(stage_with_function
 def test_dry_run_then_second_run_make_no_mutating_call(stage_with_functions, call_log) -> None:
     preview = converge(stage_with_functions(read_only=True), "lambdas", dry_run=True)
     assert operations(preview.resources).count("CreateFunction") == 4
+    assert {r.state for r in preview.resources} == {"missing"}, "nothing made yet: all missing"
     assert call_log.mutating == []
 
     stage = stage_with_functions()

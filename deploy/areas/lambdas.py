@@ -544,7 +544,8 @@ def plan_permissions(stage: Stage, spec: FunctionSpec) -> Resource:
         "invoke permissions",
         name,
         steps,
-        exists=True,
+        # None of ours yet (a new function, say) is missing; some, but not as wanted, is drift.
+        exists=not wanted or any(sid.startswith(STATEMENT_PREFIX) for sid in existing),
         detail=f"{len(wanted)} sources",
         depends_on=[spec.name],
     )
@@ -712,7 +713,8 @@ def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> R
         )
     after = [f"{spec.name} invoke permissions" for spec in specs]
     detail = ", ".join(sorted({e["Id"] for e in wanted}))
-    return converge(AREA, "bucket notification", name, steps, exists=True, detail=detail, depends_on=after)
+    exists = bool(mine) or not wanted
+    return converge(AREA, "bucket notification", name, steps, exists=exists, detail=detail, depends_on=after)
 
 
 # -- the plan ------------------------------------------------------------------------------------
