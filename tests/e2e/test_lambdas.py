@@ -78,6 +78,14 @@ def test_deploy_deploy_again_change_one_and_invoke(inv, emulator, functions_env,
     (image,) = notification["LambdaFunctionConfigurations"]
     assert image["LambdaFunctionArn"].endswith(":function:iotile-s3image-dev")
 
+    status = inv("lambdas.status", "--stage", "dev", "--json", env=functions_env)
+    assert status.code == 0, status.output
+    rows = {row["folder"]: row for row in json.loads(status.stdout)}
+    assert {row["state"] for row in rows.values()} == {"present"}
+    assert rows["health"]["code_sha256"] and rows["health"]["last_modified"]
+    assert "schedule day-collect-stats-dev (cron(0 12 * * ? *), disabled)" in rows["health"]["triggers"]
+    assert rows["s3image"]["triggers"] == ["s3 iotile-cloud-media/dev/incoming/*"]
+
     emulator.clear()
     again = inv("lambdas.deploy", "--stage", "dev", env=functions_env)
     assert again.code == 0, again.output
