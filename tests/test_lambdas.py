@@ -386,3 +386,32 @@ def test_lambda_refuses_a_statement_id_taken(stage_with_functions) -> None:
     client.add_permission(FunctionName="iotile-health-dev", StatementId="once", **grant)
     with pytest.raises(ClientError, match="ResourceConflictException"):
         client.add_permission(FunctionName="iotile-health-dev", StatementId="once", **grant)
+
+
+BAD_SCHEDULES = [
+    "rate(1 hours)",
+    "rate(5 minute)",
+    "rate(0 minutes)",
+    "cron(0 12 * * *)",
+    "cron(0 12 * * MON *)",
+]
+GOOD_SCHEDULES = ["rate(1 hour)", "rate(30 minutes)", "cron(0 12 * * ? *)", "cron(0/30 * ? * MON-FRI *)"]
+
+
+def test_eventbridge_refuses_what_aws_refuses_and_function_yaml_too(aws, source) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    events = boto3.client("events", region_name="us-east-1")
+    for expression in BAD_SCHEDULES:
+        assert functions.schedule_problem(expression), expression
+        with pytest.raises(ClientError, match="ScheduleExpression is not valid"):
+            events.put_rule(Name="r", ScheduleExpression=expression)
+    for expression in GOOD_SCHEDULES:
+        assert functions.schedule_problem(expression) is None, expression
+        events.put_rule(Name="r", ScheduleExpression=expression)
+
+    path = source / "health" / "function.yaml"
+    path.write_text(path.read_text().replace("rate(1 hour)", "rate(1 hours)", 1))
+    with pytest.raises(ConfigError, match=r"triggers\.schedules\.0\.expression: .*write rate\(1 hour\)"):
+        functions.load_function(source / "health")

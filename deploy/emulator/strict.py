@@ -731,6 +731,48 @@ def rule_lambda_statement_ids_are_unique() -> None:
     _wrapped(Policy, "add_statement", "rule_lambda_statement_ids_are_unique", _unique_statement_ids)
 
 
+# -- EventBridge: schedule expressions as AWS parses them -----------------------------------------
+
+RATE_EXPRESSION = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+CRON_EXPRESSION = re.compile(r"^cron\(([^()]+)\)$")
+
+
+def schedule_expression_valid(expression: str) -> bool:
+    """AWS's reading: rate(N unit) with the unit singular for 1 only; cron with 6 fields, one of
+    day-of-month and day-of-week `?`."""
+    rate = RATE_EXPRESSION.match(expression)
+    if rate:
+        value = int(rate.group(1))
+        return value >= 1 and (value == 1) != rate.group(2).endswith("s")
+    cron = CRON_EXPRESSION.match(expression)
+    if not cron:
+        return False
+    fields = cron.group(1).split()
+    return len(fields) == 6 and (fields[2] == "?") != (fields[4] == "?")
+
+
+def _schedule_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_rule(self: Any, name: str, **kwargs: Any) -> Any:
+        from moto.events.exceptions import ValidationException
+
+        expression = kwargs.get("scheduled_expression")
+        if expression and not schedule_expression_valid(expression):
+            raise ValidationException("Parameter ScheduleExpression is not valid.")
+        return original(self, name, **kwargs)
+
+    return put_rule
+
+
+def rule_events_schedule_expressions_as_aws_reads_them() -> None:
+    """AWS: PutRule refuses `rate(1 hours)`, `rate(5 minute)`, `rate(0 minutes)`, a cron expression
+    without six fields or with both day fields set (ValidationException "Parameter
+    ScheduleExpression is not valid."). moto: any `cron(...)` and any `rate(N unit)` pass."""
+    from moto.events.models import EventsBackend
+
+    name = "rule_events_schedule_expressions_as_aws_reads_them"
+    _wrapped(EventsBackend, "put_rule", name, _schedule_checked)
+
+
 RULES: tuple[Callable[[], None], ...] = (
     rule_ses_identities_verify_by_dns,
     rule_dynamodb_ttl_once_an_hour,
@@ -748,6 +790,7 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_s3_put_object_checks_content_md5,
     rule_s3_notifies_a_function_only_with_its_permission,
     rule_lambda_statement_ids_are_unique,
+    rule_events_schedule_expressions_as_aws_reads_them,
 )
 
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from deploy.errors import ConfigError, DeployError
 from deploy.ship.bundle import FIXED_DATE
@@ -47,12 +48,48 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+RATE = re.compile(r"^rate\((?P<value>\d+) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+CRON = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+
+
+def schedule_problem(expression: str) -> str | None:
+    """Why EventBridge would refuse a schedule expression, or None: `rate(1 hour)` (a unit in the
+    singular for 1 only, plural otherwise), or `cron(min hour day-of-month month day-of-week year)`
+    with `?` in one of the two day fields."""
+    rate = RATE.match(expression)
+    if rate:
+        value, unit = int(rate["value"]), rate["unit"]
+        if value < 1:
+            return "a rate must be 1 or more"
+        if (value == 1) == unit.endswith("s"):
+            return f"write rate({value} {unit.rstrip('s') if value == 1 else unit.rstrip('s') + 's'})"
+        return None
+    cron = CRON.match(expression)
+    if not cron:
+        return "must be rate(VALUE UNIT) or cron(6 fields)"
+    fields = cron["fields"].split()
+    if len(fields) != 6:
+        order = "minutes hours day-of-month month day-of-week year"
+        return f"a cron expression has 6 fields ({order}), not {len(fields)}"
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return "one of day-of-month and day-of-week must be ?, not both"
+    return None
+
+
 class Schedule(Strict):
     name: str = Field(pattern=TEMPLATE, min_length=1, max_length=64)
-    expression: str = Field(pattern=r"^(rate|cron)\(.+\)$")
+    expression: str
     enabled: bool = True
     input: dict[str, Any] | None = None
     description: str = Field(default="", max_length=512)
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, expression: str) -> str:
+        problem = schedule_problem(expression)
+        if problem:
+            raise ValueError(f"{expression!r}: {problem}")
+        return expression
 
 
 class S3Trigger(Strict):
@@ -124,8 +161,6 @@ def requirement_lines(folder: Path) -> list[str]:
 
 
 def _check_requirements(folder: Path) -> None:
-    import re
-
     for number, line in enumerate(requirement_lines(folder), start=1):
         name = re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower()
         if name in RUNTIME_PROVIDED:
