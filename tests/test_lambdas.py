@@ -282,7 +282,7 @@ def test_configuration_change_updates_configuration_only(stage_with_functions, s
     )
 
 
-def test_media_notification_is_merged_with_foreign_entries(stage_with_functions) -> None:
+def test_media_notification_is_merged_with_foreign_entries(stage_with_functions, source) -> None:
     stage = stage_with_functions()
     queue = stage.client("sqs").create_queue(QueueName="someone-elses")["QueueUrl"]
     queue_arn = stage.arn("sqs", "someone-elses")
@@ -304,6 +304,23 @@ def test_media_notification_is_merged_with_foreign_entries(stage_with_functions)
     rules = mine["Filter"]["Key"]["FilterRules"]
     assert [(r["Name"].lower(), r["Value"]) for r in rules] == [("prefix", "dev/incoming/")]
     assert changed(converge(stage, "lambdas").resources) == []
+
+    path = source / "s3image" / "function.yaml"
+    path.write_text(path.read_text().split("triggers:")[0])
+    converge(stage, "lambdas")
+    found = s3.get_bucket_notification_configuration(Bucket="iotile-cloud-media")
+    assert "LambdaFunctionConfigurations" not in found, "a dropped trigger's entry is removed"
+    assert [q["Id"] for q in found["QueueConfigurations"]] == ["theirs"]
+    assert "Policy" not in _policy_or_none(stage, "iotile-s3image-dev"), "its permission goes too"
+
+
+def _policy_or_none(stage: Stage, name: str) -> dict:
+    from botocore.exceptions import ClientError
+
+    try:
+        return stage.client("lambda").get_policy(FunctionName=name)
+    except ClientError:
+        return {}
 
 
 def test_deploy_of_one_function_plans_that_function_only(stage_with_functions) -> None:

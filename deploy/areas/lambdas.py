@@ -711,7 +711,7 @@ def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> R
                 reason,
             )
         )
-    after = [f"{spec.name} invoke permissions" for spec in specs]
+    after = [f"{spec.name} invoke permissions" for spec in specs if any(t.bucket == bucket for t in spec.s3)]
     detail = ", ".join(sorted({e["Id"] for e in wanted}))
     exists = bool(mine) or not wanted
     return converge(AREA, "bucket notification", name, steps, exists=exists, detail=detail, depends_on=after)
@@ -751,11 +751,10 @@ def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
         lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
     )
     resources += [resource for group in per_function for resource in group]
-    notified = list(dict.fromkeys(t.bucket for spec in specs for t in spec.s3))
-    resources += [
-        plan_notification(stage, bucket, [s for s in specs if any(t.bucket == bucket for t in s.s3)])
-        for bucket in notified
-    ]
+    # The media bucket always: a function whose trigger was dropped leaves an entry to remove.
+    media = stage.config.s3.buckets.media.name
+    notified = dict.fromkeys([*(t.bucket for spec in specs for t in spec.s3), media])
+    resources += [plan_notification(stage, bucket, specs) for bucket in notified]
     return resources
 
 
