@@ -267,6 +267,32 @@ def test_code_change_updates_that_function_alone(stage_with_functions, source) -
     assert changed(converge(stage, "lambdas").resources) == []
 
 
+def test_a_dropped_schedule_loses_its_rule_and_permission(stage_with_functions, source) -> None:
+    stage = stage_with_functions()
+    converge(stage, "lambdas")
+    events = stage.client("events")
+    events.put_targets(Rule="day-clean-up-dev", Targets=[{"Id": "theirs", "Arn": stage.arn("sqs", "q")}])
+    path = source / "health" / "function.yaml"
+    text = path.read_text()
+    start = text.index("    - name: day-clean-up-{stage}")
+    end = text.index("    - name: day-collect-stats-{stage}")
+    path.write_text(text[:start] + text[end:])
+    path.write_text(
+        path.read_text().replace("    - name: hour-stream-data-check-{stage}", "    - name: gone-{stage}", 1)
+    )
+
+    converge(stage, "lambdas")
+
+    rules = {r["Name"] for r in events.list_rules()["Rules"]}
+    assert "hour-stream-data-check-dev" not in rules and "gone-dev" in rules
+    kept = events.list_targets_by_rule(Rule="day-clean-up-dev")["Targets"]
+    assert [t["Id"] for t in kept] == ["theirs"], "a rule with another target stays, without ours"
+    policy = json.loads(stage.client("lambda").get_policy(FunctionName="iotile-health-dev")["Policy"])
+    sources = {s["Condition"]["ArnLike"]["AWS:SourceArn"].rsplit("/", 1)[1] for s in policy["Statement"]}
+    assert sources == set(SCHEDULES) - {"day-clean-up-dev", "hour-stream-data-check-dev"} | {"gone-dev"}
+    assert changed(converge(stage, "lambdas").resources) == []
+
+
 def test_configuration_change_updates_configuration_only(stage_with_functions, source) -> None:
     stage = stage_with_functions()
     converge(stage, "lambdas")

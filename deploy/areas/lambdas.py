@@ -610,6 +610,32 @@ def plan_schedule(stage: Stage, spec: FunctionSpec, schedule: Schedule) -> Resou
     )
 
 
+def plan_dropped_schedules(stage: Stage, spec: FunctionSpec) -> list[Resource]:
+    """Rules that still target the function though its function.yaml no longer lists them: the
+    target is removed, and the rule too when nothing else is its target."""
+    events = stage.client("events")
+    arn = function_arn(stage, spec.name)
+    wanted = {schedule.name for schedule in spec.schedules}
+    names: list[str] = []
+    token: dict[str, str] = {}
+    while True:
+        page = _absent(lambda t=token: events.list_rule_names_by_target(TargetArn=arn, **t), *NOT_FOUND) or {}
+        names += page.get("RuleNames", [])
+        if not page.get("NextToken"):
+            break
+        token = {"NextToken": page["NextToken"]}
+    resources = []
+    for name in sorted(set(names) - wanted):
+        targets = events.list_targets_by_rule(Rule=name).get("Targets", [])
+        ours = [t["Id"] for t in targets if t["Arn"] == arn]
+        reason = f"no longer a schedule of {spec.folder.name}/function.yaml"
+        steps = [Call("events", "RemoveTargets", {"Rule": name, "Ids": ours}, name, reason)]
+        if len(ours) == len(targets):
+            steps.append(Call("events", "DeleteRule", {"Name": name}, name, "no target left"))
+        resources.append(converge(AREA, "schedule", name, steps, exists=True, detail=f"-> {spec.name}"))
+    return resources
+
+
 # -- topic subscriptions -------------------------------------------------------------------------
 
 
@@ -727,6 +753,7 @@ def plan_one(stage: Stage, spec: FunctionSpec, package: Package) -> list[Resourc
         plan_permissions(stage, spec),
     ]
     resources += [plan_schedule(stage, spec, schedule) for schedule in spec.schedules]
+    resources += plan_dropped_schedules(stage, spec)
     resources += [plan_subscription(stage, spec, topic) for topic in spec.topics]
     return resources
 
