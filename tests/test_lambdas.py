@@ -458,3 +458,15 @@ def test_eventbridge_refuses_what_aws_refuses_and_function_yaml_too(aws, source)
     path.write_text(path.read_text().replace("rate(1 hour)", "rate(1 hours)", 1))
     with pytest.raises(ConfigError, match=r"triggers\.schedules\.0\.expression: .*write rate\(1 hour\)"):
         functions.load_function(source / "health")
+
+
+def test_the_emulator_names_lambda_invoke_as_the_api_does() -> None:
+    from deploy.emulator.calls import describe_call
+
+    auth = "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/lambda/aws4_request, SignedHeaders=host"
+    environ = {"REQUEST_METHOD": "POST", "HTTP_AUTHORIZATION": auth}
+    invoke = describe_call({**environ, "PATH_INFO": "/2015-03-31/functions/iotile-health-dev/invocations"})
+    code = describe_call({**environ, "REQUEST_METHOD": "PUT", "PATH_INFO": "/2015-03-31/functions/f/code"})
+
+    assert (invoke.service, invoke.operation, invoke.mutating) == ("lambda", "Invoke", True)
+    assert code.operation == "PUT /2015-03-31/functions/f/code", "other REST calls keep method and path"
