@@ -296,8 +296,16 @@ def download_command(requirements: Path, wheels: Path, architecture: str) -> lis
     ]  # fmt: skip
 
 
+PIP_TIMEOUT_SECONDS = 900
+
+
 def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), capture_output=True, text=True, check=False, timeout=900)
+    try:
+        return subprocess.run(
+            list(command), capture_output=True, text=True, check=False, timeout=PIP_TIMEOUT_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(list(command), 1, "", f"pip took over {PIP_TIMEOUT_SECONDS}s")
 
 
 def install_requirements(
@@ -319,8 +327,9 @@ def install_requirements(
         failed = installed or downloaded
         tail = " ".join((failed.stderr or failed.stdout or "").strip().splitlines()[-3:])
         raise DeployError(
-            f"pip could not install {_shown(requirements)} for {platform_name(architecture)}, "
-            f"Python {PYTHON_VERSION}: {tail or 'no output'}. The first build of a function needs "
+            f"pip could not install {_shown(requirements)} for {platform_name(architecture)}"
+            f"{'' if architecture == LOCAL else f', Python {PYTHON_VERSION}'}: {tail or 'no output'}. "
+            "The first build of a function needs "
             f"the package index; later ones use the wheels in {wheels}."
         )
 
