@@ -17,6 +17,7 @@ from deploy.areas import (
     firehose,
     iam,
     kms,
+    lambdas,
     network,
     rds,
     redis,
@@ -57,6 +58,7 @@ for area in (
     dns,
     acm,
     aliases,
+    lambdas,
     secrets,
 ):
     ns.add_collection(area.collection)

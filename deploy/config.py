@@ -534,9 +534,63 @@ class Functions(Section):
     delete_s3_obj: names.FunctionName
 
 
+class FunctionFolders(Section):
+    """The folder under lambdas.source holding each function (its function.yaml and code)."""
+
+    health: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    process_upload_sxd: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    s3image: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    delete_s3_obj: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class DeploymentBuckets(Section):
+    health: names.BucketName
+    process_upload_sxd: names.BucketName
+    s3image: names.BucketName
+    delete_s3_obj: names.BucketName
+
+
+class ImageSizes(Section):
+    """Longest edge in pixels of each rendition s3image writes."""
+
+    tiny: int = Field(ge=8, le=10000)
+    small: int = Field(ge=8, le=10000)
+    medium: int = Field(ge=8, le=10000)
+
+
+# The values CloudWatch Logs accepts for a retention policy.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192)
+ENV_VAR = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
 class Lambdas(Section):
     health_schedules: list[names.RuleName]
     functions: Functions
+    source: str = Field(default="serverless", min_length=1)  # relative to the working directory
+    folders: FunctionFolders
+    deployment_buckets: DeploymentBuckets
+    log_retention_days: int
+    # Per folder: VAR -> value, over the function.yaml's own (placeholders {stage} {region} {account}).
+    environment: dict[str, dict[str, str]] = {}
+    image_sizes: ImageSizes
+    # The buckets deleteS3Obj may delete from (ALLOWED_BUCKETS).
+    allowed_buckets: list[names.BucketName]
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{days} is not a CloudWatch Logs retention: one of {LOG_RETENTION_DAYS}")
+        return days
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, environment: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for folder, variables in environment.items():
+            for name in variables:
+                if not ENV_VAR.match(name) or name.startswith("AWS_"):
+                    raise ValueError(f"{folder}.{name}: not a variable name Lambda accepts")
+        return environment
 
 
 class CdnAliases(Section):

@@ -22,6 +22,10 @@ def test_waves_put_dependencies_first() -> None:
         ("sns", "redis"),
         ("s3", "firehose"),
         ("redshift", "firehose"),
+        ("iam", "lambdas"),
+        ("s3", "lambdas"),
+        ("sns", "lambdas"),
+        ("sqs", "lambdas"),
     ]:
         assert position[earlier] < position[later], (earlier, later)
     assert {"rds", "redshift", "redis", "search"} <= set(stack.WAVES[position["rds"]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import asdict, dataclass
 from threading import Lock
 from typing import Any
@@ -12,6 +13,11 @@ from deploy.stage import is_mutating
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# REST-protocol operations a fill-in serves, named as the API names them: the path alone would
+# make one operation per resource (`POST /2015-03-31/functions/<name>/invocations`).
+REST_OPERATIONS: dict[str, tuple[tuple[str, re.Pattern[str], str], ...]] = {
+    "lambda": (("POST", re.compile(r"^/2015-03-31/functions/[^/]+/invocations$"), "Invoke"),),
+}
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,10 @@ def describe_call(environ: dict[str, Any], form_body: bytes = b"") -> AwsCall:
     if operation:
         return AwsCall(service, operation, is_mutating(operation))
     method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "") or "/"
+    for verb, pattern, name in REST_OPERATIONS.get(service, ()):
+        if method == verb and pattern.match(path):
+            return AwsCall(service, name, is_mutating(name))
     return AwsCall(service, rest_operation(environ), method not in READ_ONLY_METHODS)
 
 

@@ -650,6 +650,129 @@ def rule_s3_put_object_checks_content_md5() -> None:
     _wrapped(S3Response, "put_object", "rule_s3_put_object_checks_content_md5", _md5_checked)
 
 
+# -- S3 and Lambda: a bucket notifies a function only with its permission ------------------------
+
+
+def _s3_may_invoke(function: Any, bucket: str) -> bool:
+    """Whether the function's resource policy lets S3 invoke it for `bucket` (any account's check
+    is left to AWS: the source account condition is not tested here)."""
+    for statement in getattr(function.policy, "statements", []):
+        principal = statement.get("Principal", {})
+        service = principal.get("Service") if isinstance(principal, dict) else principal
+        if statement.get("Effect", "Allow") != "Allow" or service != "s3.amazonaws.com":
+            continue
+        source = statement.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
+        if source is None or source.split(":::", 1)[-1] == bucket:
+            return True
+    return False
+
+
+def _function_destinations_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_bucket_notification_configuration(self: Any, bucket_name: str, notification_config: Any) -> None:
+        from moto.awslambda.utils import get_backend
+        from moto.s3.exceptions import S3ClientError
+
+        refused = []
+        for entry in (notification_config or {}).get("CloudFunctionConfiguration", []) or []:
+            arn = entry.get("CloudFunction", "")
+            parts = arn.split(":")
+            try:
+                function = get_backend(parts[4], parts[3]).get_function(arn)
+            except Exception:  # any lookup failure: an unreachable destination
+                function = None
+            if function is None or not _s3_may_invoke(function, bucket_name):
+                refused.append(arn)
+        if refused:
+            raise S3ClientError(
+                "InvalidArgument",
+                f"Unable to validate the following destination configurations: {', '.join(refused)}",
+            )
+        return original(self, bucket_name, notification_config)
+
+    return put_bucket_notification_configuration
+
+
+def rule_s3_notifies_a_function_only_with_its_permission() -> None:
+    """AWS: PutBucketNotificationConfiguration tests each Lambda destination and refuses the whole
+    document (InvalidArgument, "Unable to validate the following destination configurations") when
+    the function does not exist or its resource policy does not let s3.amazonaws.com invoke it
+    for that bucket. moto: stores any function ARN, so a missing AddPermission went unnoticed."""
+    from moto.s3.models import S3Backend
+
+    name = "rule_s3_notifies_a_function_only_with_its_permission"
+    _wrapped(S3Backend, "put_bucket_notification_configuration", name, _function_destinations_checked)
+
+
+def _unique_statement_ids(original: Callable[..., Any]) -> Callable[..., Any]:
+    def add_statement(self: Any, raw: str, qualifier: str | None = None) -> Any:
+        import json
+
+        from moto.awslambda.exceptions import LambdaClientError
+
+        sid = json.loads(raw).get("StatementId")
+        if sid and any(statement.get("Sid") == sid for statement in self.statements):
+            error = LambdaClientError(
+                "ResourceConflictException",
+                f"The statement id ({sid}) provided already exists. Please provide a new statement "
+                "id, or remove the existing statement.",
+            )
+            error.code = 409
+            raise error
+        return original(self, raw, qualifier)
+
+    return add_statement
+
+
+def rule_lambda_statement_ids_are_unique() -> None:
+    """AWS: AddPermission with a StatementId the function's policy already holds answers
+    ResourceConflictException. moto: appends a second statement with the same id."""
+    from moto.awslambda.policy import Policy
+
+    _wrapped(Policy, "add_statement", "rule_lambda_statement_ids_are_unique", _unique_statement_ids)
+
+
+# -- EventBridge: schedule expressions as AWS parses them -----------------------------------------
+
+RATE_EXPRESSION = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+CRON_EXPRESSION = re.compile(r"^cron\(([^()]+)\)$")
+
+
+def schedule_expression_valid(expression: str) -> bool:
+    """AWS's reading: rate(N unit) with the unit singular for 1 only; cron with 6 fields, one of
+    day-of-month and day-of-week `?`."""
+    rate = RATE_EXPRESSION.match(expression)
+    if rate:
+        value = int(rate.group(1))
+        return value >= 1 and (value == 1) != rate.group(2).endswith("s")
+    cron = CRON_EXPRESSION.match(expression)
+    if not cron:
+        return False
+    fields = cron.group(1).split()
+    return len(fields) == 6 and (fields[2] == "?") != (fields[4] == "?")
+
+
+def _schedule_checked(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_rule(self: Any, name: str, **kwargs: Any) -> Any:
+        from moto.events.exceptions import ValidationException
+
+        expression = kwargs.get("scheduled_expression")
+        if expression and not schedule_expression_valid(expression):
+            raise ValidationException("Parameter ScheduleExpression is not valid.")
+        return original(self, name, **kwargs)
+
+    return put_rule
+
+
+def rule_events_schedule_expressions_as_aws_reads_them() -> None:
+    """AWS: PutRule refuses `rate(1 hours)`, `rate(5 minute)`, `rate(0 minutes)`, a cron expression
+    without six fields or with both day fields set (ValidationException "Parameter
+    ScheduleExpression is not valid."). moto: any `cron(...)` and any `rate(N unit)` pass."""
+    from moto.events.models import EventsBackend
+
+    name = "rule_events_schedule_expressions_as_aws_reads_them"
+    _wrapped(EventsBackend, "put_rule", name, _schedule_checked)
+
+
 RULES: tuple[Callable[[], None], ...] = (
     rule_ses_identities_verify_by_dns,
     rule_dynamodb_ttl_once_an_hour,
@@ -665,6 +788,9 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_acm_validates_by_dns,
     rule_acm_request_as_aws_reads_it,
     rule_s3_put_object_checks_content_md5,
+    rule_s3_notifies_a_function_only_with_its_permission,
+    rule_lambda_statement_ids_are_unique,
+    rule_events_schedule_expressions_as_aws_reads_them,
 )
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 DEFAULTS_FILE = "defaults.yaml"
 DEPLOY_HELP = {
     "skip_statics": "do not sync the statics (cdn.statics.source) before shipping the app",
+    "skip_lambdas": "do not deploy the Lambda functions (lambdas.deploy) after the app",
     "timeout": "seconds to wait for the environment to be Ready and Green (0: eb.deploy_timeout_minutes)",
 }
 
@@ -47,6 +48,17 @@ def _config_file_of(stage_name: str, key: tuple[str, ...]) -> str:
     return f"config/{stage_file.name}"
 
 
+def ship_functions(stage: Stage, reporter: Reporter, *, dry_run: bool) -> dict[str, Any]:
+    """The functions of serverless/, as `lambdas.deploy` ships them: only what differs changes."""
+    from deploy.areas import lambdas
+    from deploy.execute import converge_waves
+
+    outcome = converge_waves(
+        stage, [{lambdas.AREA: lambdas.plan}], reporter, dry_run=dry_run, title="functions"
+    )
+    return {"changed": [r.name for r in outcome.resources if r.steps], "calls_made": outcome.calls}
+
+
 def ship_version(stage: Stage, upload: Upload, label: str, reporter: Reporter, timeout: int | None) -> bool:
     """Whether the environment changed (or, on a dry run, would)."""
     from deploy.areas.eb import deploy_version
@@ -55,9 +67,10 @@ def ship_version(stage: Stage, upload: Upload, label: str, reporter: Reporter, t
 
 
 @deploy_task(help=DEPLOY_HELP)
-def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, timeout=0):
+def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, skip_lambdas=False, timeout=0):
     """Ship the app: statics, then the source bundle (uploaded once per label), then the environment
-    on it, followed until Ready and Green. Example: inv deploy --stage dev --skip-statics"""
+    on it, followed until Ready and Green, then the functions (lambdas.deploy).
+    Example: inv deploy --stage dev --skip-statics"""
     from deploy.errors import ArgumentError
     from deploy.report import Reporter
     from deploy.ship.bundle import build_bundle, upload_bundle
@@ -71,6 +84,7 @@ def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, timeout
     bundle = build_bundle()
     upload = upload_bundle(target, bundle, reporter, dry_run=dry_run)
     changed = ship_version(target, upload, bundle.label, reporter, timeout or None)
+    functions = None if skip_lambdas else ship_functions(target, reporter, dry_run=dry_run)
     if json:
         reporter.json(
             {
@@ -81,5 +95,6 @@ def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, timeout
                 "uploaded": upload.uploaded,
                 "environment_changed": changed,
                 "statics": statics,
+                "functions": functions,
             }
         )
