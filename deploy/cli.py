@@ -11,6 +11,7 @@ from typing import Any
 from invoke import Exit, task
 
 from deploy.errors import DeployError, from_botocore
+from deploy.parallel import EXIT_INTERRUPTED, request_stop, wind_down
 
 STAGE_HELP = "stage to act on: config/<stage>.yaml (default: $DEPLOY_STAGE, else dev)"
 DRY_RUN_HELP = "print the plan and make no change"
@@ -34,8 +35,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except DeployError as exc:
             fail(exc)
         except KeyboardInterrupt:
+            request_stop()
             sys.stderr.write("interrupted: rerun the same task to resume\n")
-            raise Exit(code=130) from None
+            sys.stderr.flush()
+            wind_down()
+            raise Exit(code=EXIT_INTERRUPTED) from None
         except Exception as exc:
             if type(exc).__module__.startswith(("botocore", "boto3")):
                 fail(from_botocore(exc))

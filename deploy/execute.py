@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deploy.errors import AwsError, WaitTimeout, error_code
-from deploy.parallel import map_concurrently
+from deploy.parallel import check_stop, map_concurrently, pause
 from deploy.plan import Call, Check, Resource, Step, Wait, dependency_levels, resolve_deferred
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class Executor:
 
     def run(self, steps: Sequence[Step]) -> None:
         for step in steps:
+            check_stop()
             if isinstance(step, Check):
                 state = step.probe(self.stage)
                 if state not in step.ready:
@@ -66,7 +67,7 @@ class Executor:
         from botocore.exceptions import ClientError
 
         limit = self.stage.config.waits.timeout_seconds
-        started, pause = time.monotonic(), 0.5
+        started, delay = time.monotonic(), 0.5
         while True:
             try:
                 return send()
@@ -74,11 +75,11 @@ class Executor:
                 code = error_code(exc)
                 if code in call.done_codes:
                     return None
-                if code not in call.retry_codes or time.monotonic() - started + pause > limit:
+                if code not in call.retry_codes or time.monotonic() - started + delay > limit:
                     raise
-                self.reporter.retrying(call, code, pause)
-                time.sleep(pause)
-                pause = min(pause * 2, 30.0)
+                self.reporter.retrying(call, code, delay)
+                pause(delay)
+                delay = min(delay * 2, 30.0)
 
     def wait(self, wait: Wait) -> None:
         """Poll until ready: soon at first (many changes are ready within seconds), then every
@@ -101,7 +102,7 @@ class Executor:
                     )
                 if elapsed >= limit:
                     raise WaitTimeout(wait.resource, state, elapsed)
-                time.sleep(min(poll, max(0.0, limit - elapsed)))
+                pause(min(poll, max(0.0, limit - elapsed)))
                 poll = min(poll * 2, self.stage.config.waits.poll_seconds)
 
 

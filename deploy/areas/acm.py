@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
+from deploy.parallel import pause
 from deploy.plan import Call, Check, Resource, Wait, converge
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def _issued_within(spec: CertificateSpec, seconds: float) -> Callable[[Stage], s
             left = deadline - time.monotonic()
             if status not in ("PENDING_VALIDATION", "not found") or left <= 0:
                 return status
-            time.sleep(min(later.config.waits.poll_seconds, left))
+            pause(min(later.config.waits.poll_seconds, left))
 
     return probe
 

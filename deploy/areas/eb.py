@@ -15,7 +15,7 @@ from invoke import Collection
 
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
-from deploy.parallel import map_concurrently
+from deploy.parallel import map_concurrently, pause
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
 
 if TYPE_CHECKING:
@@ -539,7 +539,7 @@ def _deployed(stage: Stage, label: str, env: dict[str, Any], errors: list[str]) 
 
 
 def _follow(stage: Stage, label: str, follower: EventFollower, timeout: float) -> None:
-    started, pause = time.monotonic(), FIRST_POLL_SECONDS
+    started, delay = time.monotonic(), FIRST_POLL_SECONDS
     limit = stage.config.waits.poll_seconds
     while True:
         env = _describe_environment(stage)
@@ -554,8 +554,8 @@ def _follow(stage: Stage, label: str, follower: EventFollower, timeout: float) -
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             raise WaitTimeout(f"{stage.config.eb.environment} to run {label}", env["Status"], elapsed)
-        time.sleep(min(pause, max(0.0, timeout - elapsed)))
-        pause = min(pause * 2, limit)
+        pause(min(delay, max(0.0, timeout - elapsed)))
+        delay = min(delay * 2, limit)
 
 
 def deploy_version(
@@ -613,7 +613,7 @@ def _wait_ready(stage: Stage, follower: EventFollower, timeout: float) -> None:
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             raise WaitTimeout(stage.config.eb.environment, environment_status(stage), elapsed)
-        time.sleep(min(stage.config.waits.poll_seconds, FIRST_POLL_SECONDS * 4))
+        pause(min(stage.config.waits.poll_seconds, FIRST_POLL_SECONDS * 4))
 
 
 # -- status and terminate ---------------------------------------------------------------------------
