@@ -9,7 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import AwsError, WaitTimeout, error_code
+from deploy.errors import (
+    EXIT_ACTION_NEEDED,
+    EXIT_CHANGES_PENDING,
+    EXIT_OK,
+    AwsError,
+    WaitTimeout,
+    error_code,
+)
 from deploy.parallel import check_stop, map_concurrently, pause
 from deploy.plan import Call, Check, Resource, Step, Wait, dependency_levels, resolve_deferred
 
@@ -126,6 +133,28 @@ class Outcome:
         """Whether any call would be made (a resource only still creating is no change)."""
         return any(resource.calls for resource in self.resources)
 
+    @property
+    def exit_code(self) -> int:
+        """plan's exit code: 3 when `up` would change something, else 4 when something needs the
+        operator, else 0."""
+        return divergence_code(self.resources)
+
+
+def divergence_code(resources: Sequence[Resource], *, missing_secrets: bool = False) -> int:
+    """3 when something is missing or drifted that `up` repairs; else 4 when something needs the
+    operator (drift no call repairs, a required secret not set); else 0 (a resource still
+    creating is on its way, no divergence)."""
+    if any(r.calls or r.state == "missing" for r in resources):
+        return EXIT_CHANGES_PENDING
+    if missing_secrets or any(r.manual for r in resources):
+        return EXIT_ACTION_NEEDED
+    return EXIT_OK
+
+
+def manual_actions(resources: Sequence[Resource]) -> list[str]:
+    """Each thing the operator must do by hand, named with its resource."""
+    return [f"{r.area} {r.name}: {reason}" for r in resources for reason in r.manual]
+
 
 def read_areas(stage: Stage, wave: Wave) -> list[Resource]:
     """Every area's planner, side by side: what exists and what would change (reads only)."""
@@ -148,7 +177,8 @@ def converge_waves(
         changing = [r for r in resources if r.steps]
         if changing:
             verb = "would change" if dry_run else "changing"
-            what = title or ", ".join(wave)
+            # Only the areas with something to change: the others of the wave match config.
+            what = title or ", ".join(dict.fromkeys(r.area for r in changing))
             reporter.plan(changing, title=f"{stage.name}: {verb} {what}")
             calls += execute_resources(stage, changing, reporter, executor_type)
     if not any(r.steps for r in everything):
@@ -191,7 +221,11 @@ def run_converge(
     stage = open_stage(stage_name, dry_run=dry_run)
     reporter = Reporter(as_json=as_json)
     outcome = converge_waves(stage, waves, reporter, dry_run=dry_run, title=title)
-    reporter.outcome(outcome.resources, stage=stage.name, dry_run=dry_run, calls=outcome.calls)
+    manual = manual_actions(outcome.resources)
+    reporter.manual(manual)
+    reporter.outcome(
+        outcome.resources, stage=stage.name, dry_run=dry_run, calls=outcome.calls, extra={"by_hand": manual}
+    )
     return outcome
 
 

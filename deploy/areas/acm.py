@@ -272,5 +272,28 @@ def plan(stage: Stage) -> list[Resource]:
     return [certificate, validation, *([gap] if gap else [])]
 
 
+def by_hand(stage: Stage) -> list[str]:
+    """For `up`'s closing list: validation records to add at another DNS provider while the
+    certificate is not issued, and CloudFront's certificate outside us-east-1."""
+    from deploy.areas import dns
+
+    spec = certificate_spec(stage)
+    if spec is None:
+        return []
+    items = []
+    if not dns.managed(stage):
+        state = read_certificate(stage, spec)
+        if state.arn is not None and state.status != "ISSUED":
+            lines = "\n".join(dns.describe_records(state.records)) or "(not published yet: rerun shortly)"
+            items.append(
+                f"add the validation records of the certificate for {spec.domain} at your DNS provider "
+                f"(dns.hosted_zone is not set; it is {state.status} until they exist):\n{lines}"
+            )
+    gap = cloudfront_gap(stage, spec)
+    if gap is not None:
+        items.extend(f"{gap.name}: {reason}" for reason in gap.drift)
+    return items
+
+
 create, status = area_tasks(AREA, "the stage's certificate and its DNS validation", plan)
 collection = Collection(AREA, create, status)

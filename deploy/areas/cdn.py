@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -325,7 +325,7 @@ def plan_distribution(
             "IfMatch": state.etag,
             "DistributionConfig": updated_config(state.config, want),
         }
-        reason = f"{', '.join(drifted)} differ from config"
+        reason = "; ".join(differs(key, state.config.get(key), want[key]) for key in drifted)
         steps.append(Call("cloudfront", "UpdateDistribution", params, name, reason))
     if any(state.tags.get(k) != v for k, v in tags.items()):
         params = {"Resource": state.arn, "Tags": {"Items": stage.tag_list(tags)}}

@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
 from deploy.parallel import map_concurrently, pause
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -401,8 +401,11 @@ def plan_environment(stage: Stage, state: EnvironmentState, wanted: Mapping[Sett
     if drifted or platform:
         reasons = [f"platform is {state.platform.get(k) or '-'}" for k in platform]
         if drifted:
-            shown = ", ".join(f"{ns.rsplit(':', 1)[-1]}:{option}" for ns, option in sorted(drifted))
-            reasons.append(f"settings differ from config: {shown}")
+            shown = {
+                f"{ns.rsplit(':', 1)[-1]}:{option}": (state.settings.get((ns, option)), drifted[(ns, option)])
+                for ns, option in sorted(drifted)
+            }
+            reasons.append(differences(shown))
         params: dict[str, Any] = {"EnvironmentName": name, **platform}
         if drifted:
             params["OptionSettings"] = as_option_list(drifted)

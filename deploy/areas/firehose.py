@@ -14,7 +14,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Step, Wait, converge
+from deploy.plan import Call, Resource, Step, Wait, converge, differs
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -290,7 +290,7 @@ def destination_drift(spec: StreamSpec, actual: dict[str, Any]) -> list[str]:
         ("compression", COMPRESSION, actual.get("CompressionFormat")),
         ("error logging", want["CloudWatchLoggingOptions"], _logging_of(actual)),
     ]
-    return [what for what, wanted, have in checks if wanted != have]
+    return [differs(what, have, wanted) for what, wanted, have in checks if wanted != have]
 
 
 def _update_call(spec: StreamSpec, state: StreamState, reason: str) -> Call:
@@ -314,7 +314,7 @@ def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Ste
     else:
         drift = destination_drift(spec, state.s3)
         if drift:
-            steps.append(_update_call(spec, state, f"{', '.join(drift)} differ from config"))
+            steps.append(_update_call(spec, state, "; ".join(drift)))
     if not state.encrypted:
         params = {
             "DeliveryStreamName": spec.name,

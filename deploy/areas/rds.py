@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import area_tasks, deploy_task
 from deploy.errors import ArgumentError, AwsError, BadInput
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -307,18 +307,19 @@ def _parameter_calls(spec: ParameterGroupSpec, state: ParameterGroupState, names
         # "immediate" is only valid for dynamic parameters; "pending-reboot" is valid for all.
         return "immediate" if state.apply_types.get(name) == "dynamic" else "pending-reboot"
 
-    reason = "parameters to set" if not state.exists else "parameters differ from config"
     calls = []
     for start in range(0, len(names), PARAMETERS_PER_CALL):
         chunk = names[start : start + PARAMETERS_PER_CALL]
+        if state.exists:
+            reason = differences({n: (state.values.get(n), spec.parameters[n]) for n in chunk})
+        else:
+            reason = f"parameters to set: {', '.join(chunk)}"
         parameters = [
             {"ParameterName": n, "ParameterValue": spec.parameters[n], "ApplyMethod": method(n)}
             for n in chunk
         ]
         params = {"DBParameterGroupName": spec.name, "Parameters": parameters}
-        calls.append(
-            Call(AREA, "ModifyDBParameterGroup", params, spec.resource, f"{reason}: {', '.join(chunk)}")
-        )
+        calls.append(Call(AREA, "ModifyDBParameterGroup", params, spec.resource, reason))
     return calls
 
 
@@ -466,11 +467,24 @@ def _same_key(stage: Stage, wanted: str, actual: str) -> bool:
     return arn == actual
 
 
-def _modify_call(identifier: str, changes: Mapping[str, Any], *, immediately: bool) -> Call:
-    shown = ", ".join(k for k in changes if k != "AllowMajorVersionUpgrade")
+def _live_value(state: InstanceState, key: str) -> Any:
+    """What the instance has now for a ModifyDBInstance parameter, as config would write it."""
+    if key == "VpcSecurityGroupIds":
+        return sorted(state.security_group_ids)
+    if key == "DBParameterGroupName":
+        return state.parameter_group
+    return state.effective(key)
+
+
+def _modify_call(
+    state: InstanceState, identifier: str, changes: Mapping[str, Any], *, immediately: bool
+) -> Call:
+    shown = differences(
+        {k: (_live_value(state, k), v) for k, v in changes.items() if k != "AllowMajorVersionUpgrade"}
+    )
     when = "" if immediately else " (applied in the next maintenance window)"
     params = {"DBInstanceIdentifier": identifier, **changes, "ApplyImmediately": immediately}
-    return Call(AREA, "ModifyDBInstance", params, identifier, f"{shown} differ from config{when}")
+    return Call(AREA, "ModifyDBInstance", params, identifier, f"{shown}{when}")
 
 
 def _detail(spec: InstanceSpec, state: InstanceState) -> str:
@@ -511,9 +525,9 @@ def plan_instance(stage: Stage, spec: InstanceSpec, state: InstanceState, group:
         }
         later = {k: v for k, v in changes.items() if k not in immediate}
         if immediate:
-            steps.append(_modify_call(spec.identifier, immediate, immediately=True))
+            steps.append(_modify_call(state, spec.identifier, immediate, immediately=True))
         if later:
-            steps.append(_modify_call(spec.identifier, later, immediately=False))
+            steps.append(_modify_call(state, spec.identifier, later, immediately=False))
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
             steps.append(Call(AREA, "AddTagsToResource", params, spec.identifier, "tags differ from config"))

@@ -81,7 +81,6 @@ class EmulatorApp:
             return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
         return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
 
-
     def _set_delays(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """PUT {"rds_seconds": n}: how long RDS instances and snapshots stay `creating` (tests of
         waits); a reset sets it back to 0."""

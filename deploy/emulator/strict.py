@@ -237,7 +237,6 @@ def rule_rds_offered_engine_versions() -> None:
     _wrapped(RDSBackend, "create_db_instance", "rule_rds_offered_engine_versions", _offered_versions_only)
 
 
-
 # -- RDS: instances and snapshots take time ------------------------------------------------------
 
 # How long a new DB instance (made or restored) and a new snapshot (taken or copied) stay

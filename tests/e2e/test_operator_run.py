@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import INV
+from tests.e2e.conftest import INV, Emulator, Result
 
 pytestmark = pytest.mark.e2e
 
@@ -102,3 +104,103 @@ def test_ctrl_c_ends_up_at_once_while_data_stores_are_awaited(emulator, inv, pre
         assert again.code == 0, again.output
         assert "rds:CreateDBInstance" not in emulator.mutating()
         assert rds_status(emulator, "iotile-cloud-local") == "available"
+
+
+# -- one stack for the rest: an unencrypted instance made by hand, then `up` -------------------
+# (after the Ctrl-C tests above, whose `emulator` fixture resets the emulator before each)
+
+HAND_MADE_PASSWORD = "set-by-hand-not-by-the-tool"
+
+
+@dataclass
+class Stack:
+    emulator: Emulator
+    up: Result
+
+    def inv(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+        environment = {**os.environ, "AWS_ENDPOINT_URL": self.emulator.endpoint_url, "COLUMNS": "200"}
+        environment.update(env or {})
+        done = subprocess.run(
+            [INV, *args], cwd=ROOT, env=environment, input=stdin, capture_output=True, text=True, timeout=120
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="module")
+def stack(emulator_process: Emulator) -> Stack:
+    emulator_process.reset()
+    client(emulator_process, "rds").create_db_instance(
+        DBInstanceIdentifier="iotile-cloud-local",
+        Engine="postgres",
+        EngineVersion="16.8",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        MasterUsername="iotile",
+        MasterUserPassword=HAND_MADE_PASSWORD,
+        StorageEncrypted=False,
+    )
+    made = Stack(emulator_process, Result(0, "", ""))
+    made.up = made.inv("up", *LOCAL)
+    assert made.up.code == 0, made.up.output
+    return made
+
+
+def test_up_ends_with_everything_left_to_do_by_hand(stack) -> None:
+    left = stack.up.stdout.partition("left for you to do:")[2]
+
+    assert "rds iotile-cloud-local: not encrypted: run `inv rds.encrypt --stage local`" in left
+    # No hosted zone on the local stage: SES's and ACM's records are the operator's to add.
+    assert '_amazonses.notify.iotile.cloud. 300 IN TXT "' in left
+    assert "._domainkey.notify.iotile.cloud. 300 IN CNAME " in left
+    assert "validation records of the certificate for local.iotile.cloud" in left
+    assert ".acm-validations.aws." in left
+    assert "secret SECRET_KEY is not set: inv secrets.set SECRET_KEY --stage local" in left
+
+
+def test_plan_exits_4_and_names_the_action_when_only_the_operator_can_act(stack) -> None:
+    planned = stack.inv("plan", *LOCAL)
+
+    assert planned.code == 4, planned.output
+    assert "no changes for `up` to make" in planned.stdout
+    assert (
+        "needs you" in planned.stdout
+        and "not encrypted: run `inv rds.encrypt --stage local`" in planned.stdout
+    )
+    status = stack.inv("status", *LOCAL)
+    assert status.code == 4, status.output
+
+
+def test_drift_up_repairs_exits_3_with_values_and_only_its_area_in_the_header(stack) -> None:
+    sqs = client(stack.emulator, "sqs")
+    url = sqs.get_queue_url(QueueName="iotile-worker-local")["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
+    try:
+        planned = stack.inv("plan", *LOCAL)
+        status = stack.inv("status", *LOCAL, "--json")
+    finally:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "900"})
+
+    assert planned.code == 3, planned.output
+    header = next(line for line in planned.stdout.splitlines() if "would change" in line)
+    assert header.strip() == "local: would change sqs"
+    assert "VisibilityTimeout is 30, config says 900" in planned.stdout
+    assert status.code == 3
+    worker = next(r for r in json.loads(status.stdout)["resources"] if r["name"] == "iotile-worker-local")
+    assert worker["drift"] == ["VisibilityTimeout is 30, config says 900"]
+
+
+def test_status_never_cuts_a_name_or_an_arn_on_a_narrow_terminal(stack) -> None:
+    rows = json.loads(stack.inv("status", *LOCAL, "--json").stdout)["resources"]
+    shown = stack.inv("status", *LOCAL, env={"COLUMNS": "80"}).stdout
+
+    assert "…" not in shown
+    cells = [line.split("│") for line in shown.splitlines() if line.startswith("│")]
+    names = "".join(cell[3].strip() for cell in cells)
+    details = "".join(cell[5].strip() for cell in cells)
+    identifiers = [row["name"] for row in rows if " " not in row["name"]]
+    arns = [row["detail"] for row in rows if row["detail"].startswith("arn:") and " " not in row["detail"]]
+    assert len(identifiers) > 50 and len(arns) > 10
+    for name in identifiers:
+        assert name in names
+    for arn in arns:
+        assert arn in details
