@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -204,3 +205,45 @@ def test_status_never_cuts_a_name_or_an_arn_on_a_narrow_terminal(stack) -> None:
         assert name in names
     for arn in arns:
         assert arn in details
+
+
+def test_rds_encrypt_asks_for_stopped_writes_resumes_after_ctrl_c_and_reruns_clean(stack, tmp_path) -> None:
+    emulator = stack.emulator
+    emulator.clear()
+    unconfirmed = stack.inv("rds.encrypt", *LOCAL)
+    assert unconfirmed.code == 2, unconfirmed.output
+    assert "stop the app's writes" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
+    assert emulator.mutating() == []
+
+    # Interrupted while the snapshot is being made; the wait line names the snapshot.
+    emulator.set_rds_seconds(600)
+    run = Running(emulator, "rds.encrypt", *LOCAL, "--yes")
+    run.wait_for_line("waiting for snapshot iotile-cloud-local-encrypted-from-iotile-cloud-local: creating")
+    assert run.interrupt() < 2.0 and run.process.returncode == 130, run.stderr
+
+    emulator.set_rds_seconds(0)
+    emulator.clear()
+    resumed = stack.inv("rds.encrypt", *LOCAL, "--yes")
+    assert resumed.code == 0, resumed.output
+    made = [m.removeprefix("rds:") for m in emulator.mutating() if m.startswith("rds:")]
+    # The snapshot is not taken again: the run goes on from the copy (and then storage autoscaling).
+    assert made == ["CopyDBSnapshot", "RestoreDBInstanceFromDBSnapshot", "ModifyDBInstance"]
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    emulator.clear()
+    again = stack.inv("rds.encrypt", *LOCAL, env={"DEPLOY_CONFIG_DIR": str(config)})
+    assert again.code == 0, again.output
+    assert emulator.mutating() == []
+    left = " ".join(again.stdout.partition("left to do:")[2].split())
+    assert f"in {config / 'local.yaml'} and run `inv up --stage local`" in left
+    options = f"--region us-east-1 --endpoint-url {emulator.endpoint_url}"
+    assert (
+        f"--db-instance-identifier iotile-cloud-local --no-deletion-protection --apply-immediately {options}`"
+        in left
+    )
+    assert f"--final-db-snapshot-identifier iotile-cloud-local-final {options}`" in left
+    # Made by hand with its own password: the copy has that one, not a stored one.
+    assert "which this tool did not generate" in left and "is unchanged" not in left
+    assert "Beanstalk takes the database endpoint" in left and "workers" in left
+    assert rds_status(emulator, "iotile-cloud-local-encrypted") == "available"
