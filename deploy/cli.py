@@ -21,6 +21,10 @@ STAGE_HELP = (
 DRY_RUN_HELP = "print the plan and make no change"
 JSON_HELP = "print JSON instead of tables"
 SECRET_TASKS = "secrets."
+VALUE_SOURCE = (
+    "A secret's value comes from the hidden prompt or stdin, never an argument: "
+    "inv secrets.set NAME --stage STAGE (or pipe it in)"
+)
 COMMON_HELP = {"stage": STAGE_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP}
 
 
@@ -122,11 +126,7 @@ def unechoed(error: Exception) -> str:
     context = getattr(error, "context", None)
     task_name = getattr(context, "name", None) or ""
     if task_name.startswith(SECRET_TASKS) and str(error).startswith("No idea what"):
-        return (
-            f"{task_name}: unexpected argument (not shown: it may be a secret value). "
-            "A secret's value comes from the hidden prompt or stdin, never an argument: "
-            f"inv {task_name} NAME --stage STAGE"
-        )
+        return f"{task_name}: unexpected argument (not shown: it may be a secret value). {VALUE_SOURCE}"
     return str(error)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from deploy.cli import deploy_task
+from deploy.cli import VALUE_SOURCE, deploy_task
 from deploy.errors import ArgumentError, BadInput, BadLines, DeployError, SecretNotFound
 
 if TYPE_CHECKING:
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 AREA = "secrets"
 MASK = "********"
-VALUE_SOURCE = (
-    "A secret's value comes from the hidden prompt or stdin, never an argument: "
-    "inv secrets.set NAME --stage STAGE (or pipe it in)"
-)
 ENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$")
 
 
@@ -81,7 +77,7 @@ def stage_secrets(config: StageConfig) -> dict[str, SecretRole]:
         f"the AUTH token of Redis replication group {redis.replication_group}"
     )
     roles = {
-        name: SecretRole("required", "required by config", tuple(readers.get(name, ())))
+        name: SecretRole("required", "a secret the stage needs", tuple(readers.get(name, ())))
         for name in config.secrets.required
     }
     for name, what in generated.items():
