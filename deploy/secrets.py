@@ -489,7 +489,7 @@ def list_(c, stage=None, json=False):
         if entry["state"] == "missing":
             fix = f"inv secrets.set {entry['name']} --stage {target.name}"
             if entry["role"] == "generated":
-                fix = "made by `inv up` with its data store"
+                fix = f"made by `inv up --stage {target.name}` with its data store"
             print(f"{entry['name']:40} missing      {entry['role']:32} {fix}")
 
 
