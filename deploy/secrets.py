@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import VALUE_SOURCE, deploy_task
-from deploy.errors import ArgumentError, BadInput, BadLines, DeployError, SecretNotFound
+from deploy.errors import ArgumentError, BadInput, BadLines, DeployError, SecretNotFound, from_botocore
 
 if TYPE_CHECKING:
     from deploy.config import StageConfig
@@ -374,14 +374,16 @@ def get_secret(name: str) -> str:
 
 
 def _fetch_parameter(stage: str, parameter: str, name: str) -> str:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         found = _ssm_for(stage, name).get_parameter(Name=parameter, WithDecryption=True)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
             raise SecretNotFound(f"secret {name}: SSM parameter {parameter} not found") from None
-        raise
+        raise from_botocore(exc) from None
+    except BotoCoreError as exc:  # no endpoint (the local stage's emulator not running), no credentials
+        raise from_botocore(exc) from None
     return found["Parameter"]["Value"]
 
 
