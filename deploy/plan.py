@@ -77,6 +77,16 @@ def differences(pairs: Mapping[str, tuple[Any, Any]]) -> str:
     return "; ".join(differs(name, actual, wanted) for name, (actual, wanted) in pairs.items())
 
 
+def tag_drift(have: Mapping[str, str] | None, want: Mapping[str, str]) -> str:
+    """The reason of a tagging call, naming each tag that differs: "tags differ from config:
+    tag Stage is not set, config says dev"."""
+    have = have or {}
+    wrong = {
+        f"tag {key}": (have.get(key), value) for key, value in sorted(want.items()) if have.get(key) != value
+    }
+    return f"tags differ from config: {differences(wrong)}" if wrong else "tags differ from config"
+
+
 @dataclass(frozen=True)
 class Call:
     """One AWS API call the plan wants to make, and why."""

@@ -12,7 +12,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import pause
-from deploy.plan import Call, Check, Resource, Wait, converge
+from deploy.plan import Call, Check, Resource, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.areas.dns import Record
@@ -155,7 +155,9 @@ def plan_certificate(spec: CertificateSpec, state: CertificateState) -> Resource
     elif any(state.tags.get(k) != v for k, v in spec.tags.items()):
         tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
         params = {"CertificateArn": state.arn, "Tags": tags}
-        steps.append(Call("acm", "AddTagsToCertificate", params, spec.label, "tags differ from config"))
+        steps.append(
+            Call("acm", "AddTagsToCertificate", params, spec.label, tag_drift(state.tags, spec.tags))
+        )
     detail = f"{state.status} {state.arn}" if state.arn else ", ".join(spec.names)
     return converge(AREA, "certificate", spec.label, steps, exists=state.arn is not None, detail=detail)
 

@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
 from deploy.parallel import map_concurrently, pause
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -354,9 +354,7 @@ def plan_application(stage: Stage, tags: dict[str, str] | None) -> Resource:
     elif any(tags.get(k) != v for k, v in wanted.items()):
         arn = stage.arn("elasticbeanstalk", f"application/{name}")
         params = {"ResourceArn": arn, "TagsToAdd": stage.tag_list(wanted)}
-        steps.append(
-            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, "tags differ from config")
-        )
+        steps.append(Call("elasticbeanstalk", "UpdateTagsForResource", params, name, tag_drift(tags, wanted)))
     return converge(AREA, "Beanstalk application", name, steps, exists=tags is not None)
 
 
@@ -417,7 +415,7 @@ def plan_environment(stage: Stage, state: EnvironmentState, wanted: Mapping[Sett
     if any(state.tags.get(k) != v for k, v in tags.items()):
         params = {"ResourceArn": state.arn, "TagsToAdd": stage.tag_list(tags)}
         steps.append(
-            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, "tags differ from config")
+            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, tag_drift(state.tags, tags))
         )
     return converge(AREA, kind, name, steps, exists=True, detail=_detail(state), depends_on=after)
 

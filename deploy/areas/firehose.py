@@ -14,7 +14,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Step, Wait, converge, differs
+from deploy.plan import Call, Resource, Step, Wait, converge, differs, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -325,7 +325,9 @@ def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Ste
     drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
     if drifted:
         params = {"DeliveryStreamName": spec.name, "Tags": stage.tag_list(drifted)}
-        steps.append(Call("firehose", "TagDeliveryStream", params, spec.name, "tags differ from config"))
+        steps.append(
+            Call("firehose", "TagDeliveryStream", params, spec.name, tag_drift(state.tags, spec.tags))
+        )
     return steps
 
 

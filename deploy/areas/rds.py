@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import area_tasks, deploy_task
 from deploy.errors import ArgumentError, AwsError, BadInput
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -348,7 +348,7 @@ def plan_parameter_group(stage: Stage, spec: ParameterGroupSpec, state: Paramete
     steps.extend(_parameter_calls(spec, state, differing))
     if state.exists and any(state.tags.get(k) != v for k, v in spec.tags.items()):
         params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
-        steps.append(Call(AREA, "AddTagsToResource", params, spec.resource, "tags differ from config"))
+        steps.append(Call(AREA, "AddTagsToResource", params, spec.resource, tag_drift(state.tags, spec.tags)))
     resource = converge(
         AREA, "parameter group", spec.resource, steps, exists=state.exists, detail=spec.family
     )
@@ -533,7 +533,9 @@ def plan_instance(stage: Stage, spec: InstanceSpec, state: InstanceState, group:
             steps.append(_modify_call(state, spec.identifier, later, immediately=False))
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
-            steps.append(Call(AREA, "AddTagsToResource", params, spec.identifier, "tags differ from config"))
+            steps.append(
+                Call(AREA, "AddTagsToResource", params, spec.identifier, tag_drift(state.tags, spec.tags))
+            )
         if immediate:
             steps.append(_instance_wait(spec.identifier, "modifications to finish", spec.wait_seconds))
     resource = converge(

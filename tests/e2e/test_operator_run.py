@@ -175,11 +175,13 @@ def test_drift_up_repairs_exits_3_with_values_and_only_its_area_in_the_header(st
     sqs = client(stack.emulator, "sqs")
     url = sqs.get_queue_url(QueueName="iotile-worker-local")["QueueUrl"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
+    sqs.tag_queue(QueueUrl=url, Tags={"Stage": "by-hand"})
     try:
         planned = stack.inv("plan", *LOCAL)
         status = stack.inv("status", *LOCAL, "--json")
     finally:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "900"})
+        sqs.tag_queue(QueueUrl=url, Tags={"Stage": "local"})
 
     assert planned.code == 3, planned.output
     header = next(line for line in planned.stdout.splitlines() if "would change" in line)
@@ -187,7 +189,10 @@ def test_drift_up_repairs_exits_3_with_values_and_only_its_area_in_the_header(st
     assert "VisibilityTimeout is 30, config says 900" in planned.stdout
     assert status.code == 3
     worker = next(r for r in json.loads(status.stdout)["resources"] if r["name"] == "iotile-worker-local")
-    assert worker["drift"] == ["VisibilityTimeout is 30, config says 900"]
+    assert worker["drift"] == [
+        "VisibilityTimeout is 30, config says 900",
+        "tags differ from config: tag Stage is by-hand, config says local",
+    ]
 
 
 def test_status_never_cuts_a_name_or_an_arn_on_a_narrow_terminal(stack) -> None:
