@@ -391,7 +391,7 @@ def test_acm_request_without_dns_validation_has_no_record_and_tokens_are_checked
     acm.request_certificate(DomainName="t.example.com", IdempotencyToken="a" * 32)
 
 
-def test_rds_instances_and_snapshots_are_creating_for_a_while(region, emulator_clock, monkeypatch) -> None:
+def test_rds_instances_and_snapshots_are_busy_for_a_while(region, emulator_clock, monkeypatch) -> None:
     strict.set_rds_creation_seconds(60)
     monkeypatch.setattr(strict, "RDS_CREATION_SECONDS", 60.0)
     rds = boto3.client("rds", region_name=region)
@@ -411,6 +411,10 @@ def test_rds_instances_and_snapshots_are_creating_for_a_while(region, emulator_c
         return rds.describe_db_snapshots(DBSnapshotIdentifier="slow-snap")["DBSnapshots"][0]["Status"]
 
     assert instance() == "creating"
+    emulator_clock.advance(60)
+    assert instance() == "available"
+    rds.modify_db_instance(DBInstanceIdentifier="slow", BackupRetentionPeriod=3, ApplyImmediately=True)
+    assert instance() == "modifying"
     emulator_clock.advance(60)
     assert instance() == "available"
     rds.create_db_snapshot(DBSnapshotIdentifier="slow-snap", DBInstanceIdentifier="slow")

@@ -240,9 +240,10 @@ def rule_rds_offered_engine_versions() -> None:
 # -- RDS: instances and snapshots take time ------------------------------------------------------
 
 # How long a new DB instance (made or restored) and a new snapshot (taken or copied) stay
-# `creating`. AWS takes 5 to 40 minutes; moto none. 0 by default, so `up` on the local stage stays
-# quick; tests that interrupt a wait, or resume a migration half-way, set it with
-# set_rds_creation_seconds (over HTTP: PUT /_emulator/delays {"rds_seconds": n}).
+# `creating`, and a modified instance `modifying`. AWS takes 5 to 40 minutes; moto none. 0 by
+# default, so `up` on the local stage stays quick; tests that interrupt a wait, or resume a
+# migration half-way, set it with set_rds_creation_seconds (over HTTP: PUT /_emulator/delays
+# {"rds_seconds": n}).
 RDS_CREATION_SECONDS = 0.0
 _ready_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
@@ -256,15 +257,18 @@ def set_rds_creation_seconds(seconds: float) -> None:
         _ready_at[item] = min(due, latest)
 
 
-def _creating_for_a_while(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        made = original(self, *args, **kwargs)
-        if RDS_CREATION_SECONDS > 0:
-            made.status = "creating"
-            _ready_at[made] = clock.now() + RDS_CREATION_SECONDS
-        return made
+def _busy_for_a_while(status: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def change(self: Any, *args: Any, **kwargs: Any) -> Any:
+            made = original(self, *args, **kwargs)
+            if RDS_CREATION_SECONDS > 0:
+                made.status = status
+                _ready_at[made] = clock.now() + RDS_CREATION_SECONDS
+            return made
 
-    return create
+        return change
+
+    return wrap
 
 
 def _available_when_due(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -281,16 +285,17 @@ def _available_when_due(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def rule_rds_creation_takes_time() -> None:
-    """AWS: a new DB instance is `creating` (then `backing-up`) for minutes before `available`, and
-    a new or copied snapshot `creating` until done. moto: everything is `available` at once, so a
-    wait on it, and an interrupted one, is never exercised."""
+    """AWS: a new DB instance is `creating` (then `backing-up`) for minutes before `available`, a
+    modified one `modifying`, and a new or copied snapshot `creating` until done. moto: everything
+    is `available` at once, so a wait on it, and an interrupted one, is never exercised."""
     from moto.rds.models import RDSBackend
 
     rule = "rule_rds_creation_takes_time"
     for name in ("create_db_instance", "restore_db_instance_from_db_snapshot"):
-        _wrapped(RDSBackend, name, rule, _creating_for_a_while)
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
+    _wrapped(RDSBackend, "modify_db_instance", rule, _busy_for_a_while("modifying"))
     for name in ("create_db_snapshot", "copy_db_snapshot"):
-        _wrapped(RDSBackend, name, rule, _creating_for_a_while)
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
     for name in ("describe_db_instances", "describe_db_snapshots"):
         _wrapped(RDSBackend, name, rule, _available_when_due)
 

@@ -85,30 +85,7 @@ def rds_status(emulator, identifier: str) -> str:
     return found["DBInstances"][0]["DBInstanceStatus"]
 
 
-@pytest.mark.parametrize("presses", [1, 3])
-def test_ctrl_c_ends_up_at_once_while_data_stores_are_awaited(emulator, inv, presses) -> None:
-    emulator.set_rds_seconds(600)
-    run = Running(emulator, "up", *LOCAL)
-    run.wait_for_line("waiting for iotile-cloud-local: creating")
-
-    seconds = run.interrupt(presses)
-
-    assert seconds < 2.0, run.stderr
-    assert run.process.returncode == 130, run.stderr
-    assert "Traceback" not in run.stderr + run.stdout
-    assert "interrupted: rerun the same task to resume" in run.stderr
-    if presses == 1:
-        # The rerun resumes: the instance made before the interrupt is awaited, not made again.
-        emulator.set_rds_seconds(0)
-        emulator.clear()
-        again = inv("up", *LOCAL)
-        assert again.code == 0, again.output
-        assert "rds:CreateDBInstance" not in emulator.mutating()
-        assert rds_status(emulator, "iotile-cloud-local") == "available"
-
-
-# -- one stack for the rest: an unencrypted instance made by hand, then `up` -------------------
-# (after the Ctrl-C tests above, whose `emulator` fixture resets the emulator before each)
+# -- one stack for every test: an unencrypted instance made by hand, then `up` ---------------
 
 HAND_MADE_PASSWORD = "set-by-hand-not-by-the-tool"
 
@@ -210,6 +187,38 @@ def test_status_never_cuts_a_name_or_an_arn_on_a_narrow_terminal(stack) -> None:
         assert name in names
     for arn in arns:
         assert arn in details
+
+
+@pytest.mark.parametrize("presses", [3, 1])
+def test_ctrl_c_ends_up_at_once_while_data_stores_are_awaited(stack, presses) -> None:
+    emulator = stack.emulator
+    emulator.set_rds_seconds(600)
+    # The instance changed by hand stays `modifying` (10 minutes), and a tag of the cache group
+    # drifts too: two resources of the data store wave at once, so the wait runs on a pool thread.
+    client(emulator, "rds").modify_db_instance(
+        DBInstanceIdentifier="iotile-cloud-local", BackupRetentionPeriod=3, ApplyImmediately=True
+    )
+    elasticache = client(emulator, "elasticache")
+    group = elasticache.describe_replication_groups(ReplicationGroupId="iotile-redis-local")
+    arn = group["ReplicationGroups"][0]["ARN"]
+    elasticache.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "Stage", "Value": "by-hand"}])
+    run = Running(emulator, "up", *LOCAL)
+    run.wait_for_line("waiting for iotile-cloud-local: modifying")
+
+    seconds = run.interrupt(presses)
+    emulator.set_rds_seconds(0)
+
+    assert seconds < 2.0, run.stderr
+    assert run.process.returncode == 130, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "interrupted: rerun the same task to resume" in run.stderr
+    if presses == 1:
+        # The rerun resumes: it finds the instance as the interrupted run left it, and converges.
+        again = stack.inv("up", *LOCAL)
+        assert again.code == 0, again.output
+        found = client(emulator, "rds").describe_db_instances(DBInstanceIdentifier="iotile-cloud-local")
+        assert found["DBInstances"][0]["BackupRetentionPeriod"] == 7
+        assert rds_status(emulator, "iotile-cloud-local") == "available"
 
 
 def test_rds_encrypt_asks_for_stopped_writes_resumes_after_ctrl_c_and_reruns_clean(stack, tmp_path) -> None:
