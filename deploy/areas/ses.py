@@ -257,7 +257,8 @@ def _show_records(reporter: Reporter, stage: Stage, records: list[Record]) -> No
 
 @deploy_task()
 def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the SES identity, DKIM, notifications and DNS records. Example: inv ses.create --stage dev"""
+    """Create or converge the SES identity, DKIM, notifications and DNS records.
+    Example: inv ses.create --stage dev"""
     from deploy.execute import converge_waves
     from deploy.report import Reporter
     from deploy.stage import open_stage
