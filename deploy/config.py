@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -626,7 +628,7 @@ class Emulator(Section):
 
 class StageConfig(Section):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    region: str
     profile: str | None = None
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
@@ -685,6 +687,23 @@ class StageConfig(Section):
         """True for a resource every stage uses (a bucket, a topic without `{stage}` in its name)."""
         return name not in self._stage_scoped
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, region: str) -> str:
+        known = known_regions()
+        if region not in known:
+            import difflib
+
+            import botocore
+
+            close = difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {_either(close)}?" if close else ""
+            raise ValueError(
+                f"{region!r} is not one of the {len(known)} AWS regions botocore {botocore.__version__} "
+                f"knows{hint} (a region newer than botocore needs a newer botocore)"
+            )
+        return region
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
@@ -692,6 +711,22 @@ class StageConfig(Section):
             if not 1 <= len(key) <= 128 or len(value) > 256 or key.startswith("aws:"):
                 raise ValueError(f"tag {key!r} is not a valid AWS tag")
         return tags
+
+
+def _either(words: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region in botocore's partitions data (offline), without the `aws-global` pseudo-regions."""
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("partitions")["partitions"]
+    return frozenset(
+        region for p in partitions for region in p.get("regions", {}) if not region.endswith("-global")
+    )
 
 
 def config_dir() -> Path:
@@ -709,26 +744,78 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+# YAML tags of the scalars YAML reads as numbers: written where text belongs, they need quotes.
+NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+KeyPath = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class YamlFile:
+    """One config file: its data, and the text of each scalar YAML read as a number, by key path."""
+
+    data: dict[str, Any]
+    numbers: dict[KeyPath, str]
+
+
+def _read_yaml(path: Path, *, stage: str | None = None) -> YamlFile:
+    """Read one config file. `stage`: the stage whose file this is (a missing one lists the others)."""
     shown = _display(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(shown, "", "file not found") from None
+        message = "file not found"
+        if stage is not None:
+            others = stage_names(path.parent)
+            message += f": no stage {stage!r} here; the stages are {', '.join(others) or 'none'}"
+        raise ConfigError(shown, "", message) from None
     except OSError as exc:
         raise ConfigError(shown, "", f"cannot read: {exc.strerror}") from None
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        numbers: dict[KeyPath, str] = {}
+        if node is not None:
+            _check_keys(node, (), shown, numbers, set())
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(shown, where, str(problem)) from None
+    finally:
+        loader.dispose()
     if data is None:
-        return {}
+        return YamlFile({}, {})
     if not isinstance(data, dict):
         raise ConfigError(shown, "", "top level must be a mapping of keys")
-    return data
+    return YamlFile(data, numbers)
+
+
+def _check_keys(
+    node: yaml.Node, at: KeyPath, shown: str, numbers: dict[KeyPath, str], seen: set[int]
+) -> None:
+    """Refuse a key given twice in one mapping (YAML would keep the last silently), and note the
+    text of every number, walking the node tree before it becomes data."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in lines and key != "<<":
+                where = ".".join(str(part) for part in (*at, key))
+                raise ConfigError(
+                    shown, where, f"duplicate key: on line {lines[key]} and again on line {line}; keep one"
+                )
+            lines[key] = line
+            _check_keys(value_node, (*at, key), shown, numbers, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_keys(item, (*at, index), shown, numbers, seen)
+    elif node.tag in NUMBER_TAGS:
+        numbers[at] = node.value
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -772,20 +859,42 @@ def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
 
 
 def _first_error(
-    exc: ValidationError, stage_data: dict[str, Any], stage_file: Path, defaults_file: Path
+    exc: ValidationError, stage: YamlFile, stage_file: Path, defaults: YamlFile, defaults_file: Path
 ) -> ConfigError:
     error = exc.errors()[0]
     loc = tuple(error["loc"])
     key = ".".join(str(part) for part in loc)
-    source = stage_file if _has_path(stage_data, loc) else defaults_file
-    message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif error["type"] == "missing":
-        message = "required key is missing"
-    elif message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    return ConfigError(_display(source), key, message)
+    in_stage = _has_path(stage.data, loc)
+    source, numbers = (stage_file, stage.numbers) if in_stage else (defaults_file, defaults.numbers)
+    return ConfigError(_display(source), key, _message(error, numbers.get(loc)))
+
+
+def _message(error: Any, number_text: str | None) -> str:
+    """pydantic's message in the words of a config file (no class names: a section is a mapping)."""
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("model_type", "dict_type"):
+        if value is None:
+            return "is empty: give its settings below it, or remove the line to keep the defaults"
+        return f"must be a section of `key: value` lines, not {_yaml_kind(value)}"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        text = number_text or str(value)
+        read = f"; YAML reads {text} unquoted as the number {value!r}" if text != str(value) else ""
+        return f'must be text, not a number: write it in quotes, "{text}"{read}'
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return f"the text {value!r}" if isinstance(value, str) else type(value).__name__
 
 
 def load_config(stage: str, directory: Path | None = None) -> StageConfig:
@@ -798,13 +907,13 @@ def load_config(stage: str, directory: Path | None = None) -> StageConfig:
     defaults_file = directory / "defaults.yaml"
     stage_file = directory / f"{stage}.yaml"
     defaults = _read_yaml(defaults_file)
-    stage_data = _read_yaml(stage_file)
-    raw = _merge(defaults, stage_data)
+    stage_yaml = _read_yaml(stage_file, stage=stage)
+    raw = _merge(defaults.data, stage_yaml.data)
     try:
         domain = raw.get("domain") if isinstance(raw.get("domain"), str) else ""
         config = StageConfig.model_validate(_render(raw, stage, domain))
     except ValidationError as exc:
-        raise _first_error(exc, stage_data, stage_file, defaults_file) from None
+        raise _first_error(exc, stage_yaml, stage_file, defaults, defaults_file) from None
     config._stage_scoped = frozenset(_templated(raw, stage, domain))
     return config
 

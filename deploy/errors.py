@@ -6,6 +6,8 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
 EXIT_CHANGES_PENDING = 3
+# From plan and status: nothing `up` can change, but something the operator must do by hand.
+EXIT_ACTION_NEEDED = 4
 
 
 class DeployError(Exception):
@@ -16,11 +18,26 @@ class DeployError(Exception):
     def one_line(self) -> str:
         return str(self)
 
+    def lines(self) -> list[str]:
+        """What the CLI prints, one `error:` line each."""
+        return [self.one_line()]
+
 
 class BadInput(DeployError):
     """Bad input from the user: a config file, an argument, a file to import. No AWS call was made."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class BadLines(BadInput):
+    """Several bad lines of one file, reported together, then a summary line."""
+
+    def __init__(self, problems: list[str], summary: str) -> None:
+        self.problems = problems
+        super().__init__(summary)
+
+    def lines(self) -> list[str]:
+        return [*self.problems, self.one_line()]
 
 
 class ConfigError(BadInput):

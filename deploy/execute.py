@@ -9,8 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import AwsError, WaitTimeout, error_code
-from deploy.parallel import map_concurrently
+from deploy.errors import (
+    EXIT_ACTION_NEEDED,
+    EXIT_CHANGES_PENDING,
+    EXIT_OK,
+    AwsError,
+    WaitTimeout,
+    error_code,
+)
+from deploy.parallel import check_stop, map_concurrently, pause
 from deploy.plan import Call, Check, Resource, Step, Wait, dependency_levels, resolve_deferred
 
 if TYPE_CHECKING:
@@ -38,6 +45,7 @@ class Executor:
 
     def run(self, steps: Sequence[Step]) -> None:
         for step in steps:
+            check_stop()
             if isinstance(step, Check):
                 state = step.probe(self.stage)
                 if state not in step.ready:
@@ -66,7 +74,7 @@ class Executor:
         from botocore.exceptions import ClientError
 
         limit = self.stage.config.waits.timeout_seconds
-        started, pause = time.monotonic(), 0.5
+        started, delay = time.monotonic(), 0.5
         while True:
             try:
                 return send()
@@ -74,11 +82,11 @@ class Executor:
                 code = error_code(exc)
                 if code in call.done_codes:
                     return None
-                if code not in call.retry_codes or time.monotonic() - started + pause > limit:
+                if code not in call.retry_codes or time.monotonic() - started + delay > limit:
                     raise
-                self.reporter.retrying(call, code, pause)
-                time.sleep(pause)
-                pause = min(pause * 2, 30.0)
+                self.reporter.retrying(call, code, delay)
+                pause(delay)
+                delay = min(delay * 2, 30.0)
 
     def wait(self, wait: Wait) -> None:
         """Poll until ready: soon at first (many changes are ready within seconds), then every
@@ -101,7 +109,7 @@ class Executor:
                     )
                 if elapsed >= limit:
                     raise WaitTimeout(wait.resource, state, elapsed)
-                time.sleep(min(poll, max(0.0, limit - elapsed)))
+                pause(min(poll, max(0.0, limit - elapsed)))
                 poll = min(poll * 2, self.stage.config.waits.poll_seconds)
 
 
@@ -125,6 +133,28 @@ class Outcome:
         """Whether any call would be made (a resource only still creating is no change)."""
         return any(resource.calls for resource in self.resources)
 
+    @property
+    def exit_code(self) -> int:
+        """plan's exit code: 3 when `up` would change something, else 4 when something needs the
+        operator, else 0."""
+        return divergence_code(self.resources)
+
+
+def divergence_code(resources: Sequence[Resource], *, missing_secrets: bool = False) -> int:
+    """3 when something is missing or drifted that `up` repairs; else 4 when something needs the
+    operator (drift no call repairs, a required secret not set); else 0 (a resource still
+    creating is on its way, no divergence)."""
+    if any(r.calls or r.state == "missing" for r in resources):
+        return EXIT_CHANGES_PENDING
+    if missing_secrets or any(r.manual for r in resources):
+        return EXIT_ACTION_NEEDED
+    return EXIT_OK
+
+
+def manual_actions(resources: Sequence[Resource]) -> list[str]:
+    """Each thing the operator must do by hand, named with its resource."""
+    return [f"{r.area} {r.name}: {reason}" for r in resources for reason in r.manual]
+
 
 def read_areas(stage: Stage, wave: Wave) -> list[Resource]:
     """Every area's planner, side by side: what exists and what would change (reads only)."""
@@ -147,7 +177,8 @@ def converge_waves(
         changing = [r for r in resources if r.steps]
         if changing:
             verb = "would change" if dry_run else "changing"
-            what = title or ", ".join(wave)
+            # Only the areas with something to change: the others of the wave match config.
+            what = title or ", ".join(dict.fromkeys(r.area for r in changing))
             reporter.plan(changing, title=f"{stage.name}: {verb} {what}")
             calls += execute_resources(stage, changing, reporter, executor_type)
     if not any(r.steps for r in everything):
@@ -190,7 +221,11 @@ def run_converge(
     stage = open_stage(stage_name, dry_run=dry_run)
     reporter = Reporter(as_json=as_json)
     outcome = converge_waves(stage, waves, reporter, dry_run=dry_run, title=title)
-    reporter.outcome(outcome.resources, stage=stage.name, dry_run=dry_run, calls=outcome.calls)
+    manual = manual_actions(outcome.resources)
+    reporter.manual(manual)
+    reporter.outcome(
+        outcome.resources, stage=stage.name, dry_run=dry_run, calls=outcome.calls, extra={"by_hand": manual}
+    )
     return outcome
 
 

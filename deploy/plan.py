@@ -54,6 +54,39 @@ def _redact(params: dict[str, Any], path: list[str]) -> None:
         params[head] = REDACTED
 
 
+def shown_value(value: Any) -> str:
+    """A value as a drift reason shows it: plain text as is, structures as compact JSON."""
+    import json
+
+    if value is None or value == "":
+        return "not set"
+    if isinstance(value, Deferred):
+        return str(value)
+    if isinstance(value, Mapping | list | tuple | bool):
+        return json.dumps(_shown(value), sort_keys=True, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def differs(name: str, actual: Any, wanted: Any) -> str:
+    """A drift reason with both values: "VisibilityTimeout is 30, config says 900"."""
+    return f"{name} is {shown_value(actual)}, config says {shown_value(wanted)}"
+
+
+def differences(pairs: Mapping[str, tuple[Any, Any]]) -> str:
+    """Several drift reasons in one (name -> (actual, wanted)), in the order given."""
+    return "; ".join(differs(name, actual, wanted) for name, (actual, wanted) in pairs.items())
+
+
+def tag_drift(have: Mapping[str, str] | None, want: Mapping[str, str]) -> str:
+    """The reason of a tagging call, naming each tag that differs: "tags differ from config:
+    tag Stage is not set, config says dev"."""
+    have = have or {}
+    wrong = {
+        f"tag {key}": (have.get(key), value) for key, value in sorted(want.items()) if have.get(key) != value
+    }
+    return f"tags differ from config: {differences(wrong)}" if wrong else "tags differ from config"
+
+
 @dataclass(frozen=True)
 class Call:
     """One AWS API call the plan wants to make, and why."""
@@ -151,6 +184,15 @@ class Resource:
     @property
     def calls(self) -> list[Call]:
         return [step for step in self.steps if isinstance(step, Call)]
+
+    @property
+    def manual(self) -> list[str]:
+        """Drift no step of this resource repairs (an unencrypted instance, a NAT gateway no longer
+        used): what the operator must do by hand, since `up` cannot."""
+        if self.state != "drifted":
+            return []
+        repaired = {step.reason for step in self.steps}
+        return [reason for reason in self.drift if reason not in repaired]
 
     def row(self) -> dict[str, Any]:
         return {

@@ -93,17 +93,37 @@ class Reporter:
         if self.as_json:
             return
         if not changing:
-            self.out.print(f"{title}: no changes, everything matches config.")
+            self.out.print(f"{title}: no changes for `up` to make.")
             return
         table = Table(title=title, title_justify="left")
         for column in ("area", "resource", "change", "why"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for resource in changing:
             for step in resource.steps:
                 table.add_row(resource.area, resource.name, _change(step), step.reason)
         self.out.print(table)
         calls = sum(isinstance(s, Call) for r in changing for s in r.steps)
         self.out.print(f"{len(changing)} resource(s) to change, {calls} call(s).")
+
+    def manual(self, actions: Sequence[str]) -> None:
+        """Drift `up` cannot repair: listed after the plan, so plan never claims all is well."""
+        if self.as_json or not actions:
+            return
+        self.out.print("[yellow]needs you[/] (`up` cannot do these):")
+        for action in actions:
+            self.out.print(f"  - {action}", markup=False, highlight=False, soft_wrap=True)
+
+    def by_hand(self, items: Sequence[str]) -> None:
+        """The closing list of what the operator must still do by hand; an item's later lines
+        (records to paste) are indented under it."""
+        if self.as_json or not items:
+            return
+        self.out.print("[bold]left for you to do:[/]")
+        for number, item in enumerate(items, start=1):
+            first, *more = item.split("\n")
+            self.out.print(f"  {number}. {first}", markup=False, highlight=False, soft_wrap=True)
+            for line in more:
+                self.out.print(f"     {line}", markup=False, highlight=False, soft_wrap=True)
 
     def outcome(
         self,
@@ -141,8 +161,9 @@ class Reporter:
             self.json({"resources": rows, **(extra or {})})
             return
         table = Table(title="status", title_justify="left")
+        # Names, ARNs and endpoints are folded onto more lines, never cut: an operator copies them.
         for column in ("area", "kind", "name", "state", "detail"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in rows:
             style = STATE_STYLE.get(row["state"], "")
             detail = row["detail"] or "; ".join(row.get("drift", []))

@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 from invoke import Exit
 
 from deploy.cli import deploy_task
-from deploy.errors import EXIT_CHANGES_PENDING
-from deploy.execute import Outcome, Planner, Wave, converge_waves, read_areas, run_converge
+from deploy.execute import (
+    Outcome,
+    Planner,
+    Wave,
+    converge_waves,
+    divergence_code,
+    manual_actions,
+    read_areas,
+    run_converge,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -128,38 +136,59 @@ def secrets_rows(stage: Stage) -> list[dict[str, Any]]:
 # -- tasks -------------------------------------------------------------------------------------
 
 
+def by_hand(stage: Stage, outcome: Outcome) -> list[str]:
+    """Everything the operator must still do by hand after `up`: drift no call repairs, what areas
+    that declare `by_hand(stage)` leave to a person (DNS records at another provider, say), and
+    required secrets not set."""
+    items = manual_actions(outcome.resources)
+    for area in all_areas():
+        left = getattr(_MODULES[area], "by_hand", None)
+        if left is not None:
+            items.extend(left(stage))
+    for row in secrets_rows(stage):
+        if row["state"] == "missing":
+            items.append(f"secret {row['name']} is not set: {row['detail']}")
+    return items
+
+
 @deploy_task()
 def up(c, stage=None, dry_run=False, json=False):
     """Create or converge the whole stack, wave by wave. Example: inv up --stage local"""
-    outcome = run_converge(stage, waves_of(WAVES), dry_run=dry_run, as_json=json)
+    from deploy.report import Reporter
+    from deploy.stage import open_stage
+
+    target = open_stage(stage, dry_run=dry_run)
+    reporter = Reporter(as_json=json)
+    outcome = converge_waves(target, waves_of(WAVES), reporter, dry_run=dry_run)
     if not dry_run:
-        finish_areas(outcome.stage)
-    if not dry_run and not json:
-        _warn_missing_secrets(outcome.stage)
+        finish_areas(target)
+    left = [] if dry_run else by_hand(target, outcome)
+    reporter.outcome(
+        outcome.resources, stage=target.name, dry_run=dry_run, calls=outcome.calls, extra={"by_hand": left}
+    )
+    reporter.by_hand(left)
 
 
 @deploy_task()
 def plan(c, stage=None, json=False):
-    """Show what `up` would change; exit 0 when nothing, 3 when something. Example: inv plan --stage prod"""
+    """Show what `up` would change; exit 0 when nothing, 3 when something, 4 when only the operator
+    can act. Example: inv plan --stage prod"""
     outcome = run_converge(stage, waves_of(WAVES), dry_run=True, as_json=json)
-    if outcome.changed:
-        raise Exit(code=EXIT_CHANGES_PENDING)
+    if outcome.exit_code:
+        raise Exit(code=outcome.exit_code)
 
 
 @deploy_task()
 def status(c, stage=None, json=False):
-    """Inventory every managed resource: present, missing or drifted. Example: inv status --json"""
+    """Inventory every managed resource: present, missing or drifted; exit 0 when all is as config
+    says, 3 when `up` would change something, 4 when only the operator can act. Example: inv status --json"""
     from deploy.report import Reporter
     from deploy.stage import open_stage
 
     target = open_stage(stage, dry_run=True)
     resources = status_of(target, all_areas())
-    Reporter(as_json=json).status(resources, rows=secrets_rows(target))
-
-
-def _warn_missing_secrets(stage: Stage) -> None:
-    from deploy.report import Reporter
-
-    for row in secrets_rows(stage):
-        if row["state"] == "missing":
-            Reporter().warn(f"secret {row['name']} is not set: {row['detail']}")
+    secrets = secrets_rows(target)
+    Reporter(as_json=json).status(resources, rows=secrets)
+    code = divergence_code(resources, missing_secrets=any(row["state"] == "missing" for row in secrets))
+    if code:
+        raise Exit(code=code)

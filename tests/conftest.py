@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy.config import load_config
 from deploy.stage import Stage, is_mutating
@@ -83,15 +84,37 @@ class CallLog:
         self.calls.clear()
 
 
+def add_to_config(path: Path, text: str) -> None:
+    """Add `text` to a config file as an operator would: appended, or, when it names a section the
+    file has already, merged into that section (config refuses a key given twice)."""
+    current = path.read_text(encoding="utf-8")
+    try:
+        added, existing = yaml.safe_load(text), yaml.safe_load(current)
+    except yaml.YAMLError:
+        added = existing = None
+    if isinstance(added, dict) and isinstance(existing, dict) and set(added) & set(existing):
+        path.write_text(yaml.safe_dump(_deep_merge(existing, added), sort_keys=False), encoding="utf-8")
+        return
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + text)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _deep_merge(merged[key], value) if both else value
+    return merged
+
+
 @pytest.fixture
 def config_copy(tmp_path: Path) -> Callable[[str, str], Path]:
-    """A copy of config/ with `text` appended to one stage file, as an operator would edit it."""
+    """A copy of config/ with `text` added to one stage file, as an operator would edit it."""
 
     def copy(stage: str, text: str) -> Path:
         target = tmp_path / "config"
         shutil.copytree(CONFIG, target, dirs_exist_ok=True)
-        with (target / f"{stage}.yaml").open("a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+        add_to_config(target / f"{stage}.yaml", text)
         return target
 
     return copy

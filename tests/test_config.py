@@ -214,3 +214,70 @@ def test_a_cdn_alias_needs_a_certificate_that_covers_it(config_copy) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config("dev", folder)
     assert "cdn.aliases.media: media.example.com is not covered by acm.domains" in refused.value.one_line()
+
+
+def _with_text(config_copy, text: str, file: str = "dev.yaml"):
+    folder = config_copy("dev", "")
+    with (folder / file).open("a", encoding="utf-8") as handle:
+        handle.write("\n" + text)
+    return folder
+
+
+def test_a_duplicate_key_in_defaults_names_defaults_and_both_lines(config_copy) -> None:
+    folder = _with_text(config_copy, "waits:\n  poll_seconds: 1\n", "defaults.yaml")
+    lines = (folder / "defaults.yaml").read_text().splitlines()
+    first, second = (number for number, line in enumerate(lines, start=1) if line == "waits:")
+
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", folder)
+
+    assert error.value.path.endswith("defaults.yaml") and error.value.key == "waits"
+    assert f"line {first} and again on line {second}" in error.value.message
+
+
+def test_anchors_aliases_and_merge_keys_are_not_duplicates(config_copy) -> None:
+    folder = _with_text(
+        config_copy, "x-waits: &waits {poll_seconds: 1}\nwaits:\n  <<: *waits\n  timeout_seconds: 60\n"
+    )
+
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", folder)
+
+    # The only problem is the unknown helper key, not the alias or the merge key.
+    assert error.value.key == "x-waits" and error.value.message == "unknown key"
+
+
+def test_a_number_in_a_list_of_text_asks_for_quotes_at_its_index(config_copy) -> None:
+    folder = _with_text(config_copy, "secrets:\n  required: [SECRET_KEY, 2.10]\n")
+
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", folder)
+
+    assert error.value.key == "secrets.required.1"
+    assert 'write it in quotes, "2.10"' in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rds:\n", "is empty: give its settings below it"),
+        ("rds: []\n", "must be a section of `key: value` lines, not a list"),
+        ("rds: 'on'\n", "must be a section of `key: value` lines, not the text 'on'"),
+    ],
+)
+def test_a_section_that_is_not_one_says_so_in_config_words(config_copy, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", _with_text(config_copy, text))
+
+    assert error.value.key == "rds" and error.value.message.startswith(expected)
+    assert "Rds" not in error.value.message
+
+
+def test_regions_are_botocore_s_and_a_near_miss_is_suggested(config_copy) -> None:
+    from deploy.config import known_regions
+
+    assert {"us-east-1", "eu-central-2", "cn-north-1", "us-gov-west-1"} <= known_regions()
+    assert not any(region.endswith("-global") for region in known_regions())
+    with pytest.raises(ConfigError) as error:
+        load_config("dev", _with_text(config_copy, "region: eu-west-7\n"))
+    assert error.value.key == "region" and "eu-west-1?" in error.value.message

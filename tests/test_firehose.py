@@ -210,7 +210,8 @@ def test_buffering_changed_by_hand_is_set_back_by_update_destination(dev: Stage,
 
     assert changed(drifted.resources) == [STREAM]
     (call,) = drifted.resources[1].calls
-    assert call.operation == "UpdateDestination" and call.reason == "buffering differ from config"
+    assert call.operation == "UpdateDestination"
+    assert call.reason.startswith("buffering is {") and ", config says {" in call.reason
     assert call.params["CurrentDeliveryStreamVersionId"] == version
     assert set(call.params) >= {"ExtendedS3DestinationUpdate"}
     assert [op for _, op in call_log.mutating] == ["UpdateDestination"]
@@ -283,7 +284,10 @@ def test_buffering_from_config(make_stage, config_copy) -> None:
     drifted = converge(changed_stage, "firehose")
 
     (call,) = drifted.resources[1].calls
-    assert call.reason == "buffering differ from config"
+    assert call.reason == (
+        'buffering is {"IntervalInSeconds":60,"SizeInMBs":5}, '
+        'config says {"IntervalInSeconds":120,"SizeInMBs":16}'
+    )
     assert destination(stage)["BufferingHints"] == {"SizeInMBs": 16, "IntervalInSeconds": 120}
     assert changed(converge(changed_stage, "firehose").resources) == []
 

@@ -178,3 +178,19 @@ def test_slow_areas_share_a_wave_and_what_needs_them_follows() -> None:
         slow={"db", "cache"},
     )
     assert waves == (("net",), ("topic",), ("cache", "db"), ("stream",))
+
+
+def test_readme_and_docs_link_only_to_files_of_the_repository() -> None:
+    import re
+
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert ROOT / "docs" / "architecture.md" in documents
+    linked = set()
+    for document in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (document.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), f"{document.name} links to {target}"
+            linked.add(path)
+    assert ROOT / "docs" / "architecture.md" in linked  # the README leads maintainers there

@@ -372,18 +372,42 @@ def test_encrypt_migration_restores_an_encrypted_copy_and_keeps_the_original(
     assert {"Key": "Owner", "Value": "data-team"} in copy["TagList"]
     assert instance(stage)["StorageEncrypted"] is False  # the original stays, untouched
     snapshots = stage.client("rds").describe_db_snapshots(DBInstanceIdentifier=DB, SnapshotType="manual")
-    encrypted = {s["DBSnapshotIdentifier"].split("-20")[0]: s["Encrypted"] for s in snapshots["DBSnapshots"]}
-    assert encrypted == {f"{DB}-pre-encrypt": False, f"{DB}-encrypted": True}
+    encrypted = {s["DBSnapshotIdentifier"]: s["Encrypted"] for s in snapshots["DBSnapshots"]}
+    assert encrypted == {f"{COPY}-from-{DB}": False, f"{COPY}-encrypted-copy": True}
 
     report = json.loads(capsys.readouterr().out)
     assert (report["source"], report["target"], report["calls_made"]) == (DB, COPY, 4)
     assert report["endpoint"] == f"{copy['Endpoint']['Address']}:5432"
     point, verify, retire, kept = report["next_steps"]
     assert f"identifier: {COPY}" in point and "config/dev.yaml" in point
+    # The source was not made by this tool: its password is not the stored one, and point says so.
+    assert "did not generate" in point and "secrets.set RDS_MASTER_PASSWORD" in point
     assert "rds.status" in verify
     assert "--final-db-snapshot-identifier" in retire and DB in retire
-    assert f"{DB}-pre-encrypt-" in kept
+    assert f"--region {stage.region}" in retire
+    assert f"{COPY}-from-{DB}" in kept
     assert "legacy-password-1" not in json.dumps(report)
+
+
+def test_encrypt_rerun_continues_from_the_step_an_interrupted_run_reached(make_stage, call_log) -> None:
+    stage = make_stage("dev", log=call_log)
+    converge(stage, "network")
+    unencrypted_instance(stage)
+    # A run interrupted once its snapshot was taken.
+    before, _ = rds.snapshot_names(DB, COPY)
+    stage.client("rds").create_db_snapshot(DBSnapshotIdentifier=before, DBInstanceIdentifier=DB)
+    call_log.clear()
+
+    rds.run_encrypt(stage, Reporter(as_json=True))
+
+    assert [op for _, op in call_log.mutating] == [
+        "CopyDBSnapshot",
+        "RestoreDBInstanceFromDBSnapshot",
+        "ModifyDBInstance",
+    ]
+    call_log.clear()
+    assert rds.plan_encrypt(stage, DB, COPY) == []  # done: a rerun has nothing to do
+    assert call_log.mutating == []
 
 
 def test_encrypt_dry_run_shows_every_step_and_changes_nothing(make_stage, call_log, capsys) -> None:
@@ -435,5 +459,5 @@ def test_encrypt_refuses_bad_identifiers_an_encrypted_or_missing_source_or_a_tak
     with pytest.raises(BadInput, match="does not exist"):
         rds.plan_encrypt(stage, "no-such-db", "no-such-db-encrypted")
     unencrypted_instance(stage, "legacy")
-    with pytest.raises(BadInput, match=f"{DB} already exists"):
+    with pytest.raises(BadInput, match=f"{DB} already exists .* no encrypted copy of legacy"):
         rds.plan_encrypt(stage, "legacy", DB)

@@ -91,7 +91,9 @@ def test_dead_letter_queue_opened_to_every_queue_by_hand_is_closed_again(make_st
     drifted = converge(stage, "sqs")
 
     assert operations(drifted.resources) == ["SetQueueAttributes"]
-    assert drifted.resources[0].drift == ("RedriveAllowPolicy differ from config",)
+    (reason,) = drifted.resources[0].drift
+    assert reason.startswith('RedriveAllowPolicy is {"redrivePermission": "allowAll"}, config says {')
+    assert '"byQueue"' in reason
     allow = json.loads(attributes(stage, "iotile-worker-dev-dlq")["RedriveAllowPolicy"])
     assert allow["redrivePermission"] == "byQueue"
     assert changed(converge(stage, "sqs").resources) == []

@@ -389,3 +389,35 @@ def test_acm_request_without_dns_validation_has_no_record_and_tokens_are_checked
         with pytest.raises(ClientError, match="ValidationException"):
             acm.request_certificate(DomainName="t.example.com", IdempotencyToken=token)
     acm.request_certificate(DomainName="t.example.com", IdempotencyToken="a" * 32)
+
+
+def test_rds_instances_and_snapshots_are_busy_for_a_while(region, emulator_clock, monkeypatch) -> None:
+    strict.set_rds_creation_seconds(60)
+    monkeypatch.setattr(strict, "RDS_CREATION_SECONDS", 60.0)
+    rds = boto3.client("rds", region_name=region)
+    rds.create_db_instance(
+        DBInstanceIdentifier="slow",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="root",
+        MasterUserPassword="x" * 20,
+    )
+
+    def instance() -> str:
+        return rds.describe_db_instances(DBInstanceIdentifier="slow")["DBInstances"][0]["DBInstanceStatus"]
+
+    def snapshot() -> str:
+        return rds.describe_db_snapshots(DBSnapshotIdentifier="slow-snap")["DBSnapshots"][0]["Status"]
+
+    assert instance() == "creating"
+    emulator_clock.advance(60)
+    assert instance() == "available"
+    rds.modify_db_instance(DBInstanceIdentifier="slow", BackupRetentionPeriod=3, ApplyImmediately=True)
+    assert instance() == "modifying"
+    emulator_clock.advance(60)
+    assert instance() == "available"
+    rds.create_db_snapshot(DBSnapshotIdentifier="slow-snap", DBInstanceIdentifier="slow")
+    assert snapshot() == "creating"
+    emulator_clock.advance(60)
+    assert snapshot() == "available"

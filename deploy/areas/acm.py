@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.plan import Call, Check, Resource, Wait, converge
+from deploy.parallel import pause
+from deploy.plan import Call, Check, Resource, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.areas.dns import Record
@@ -154,7 +155,9 @@ def plan_certificate(spec: CertificateSpec, state: CertificateState) -> Resource
     elif any(state.tags.get(k) != v for k, v in spec.tags.items()):
         tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
         params = {"CertificateArn": state.arn, "Tags": tags}
-        steps.append(Call("acm", "AddTagsToCertificate", params, spec.label, "tags differ from config"))
+        steps.append(
+            Call("acm", "AddTagsToCertificate", params, spec.label, tag_drift(state.tags, spec.tags))
+        )
     detail = f"{state.status} {state.arn}" if state.arn else ", ".join(spec.names)
     return converge(AREA, "certificate", spec.label, steps, exists=state.arn is not None, detail=detail)
 
@@ -178,7 +181,7 @@ def _issued_within(spec: CertificateSpec, seconds: float) -> Callable[[Stage], s
             left = deadline - time.monotonic()
             if status not in ("PENDING_VALIDATION", "not found") or left <= 0:
                 return status
-            time.sleep(min(later.config.waits.poll_seconds, left))
+            pause(min(later.config.waits.poll_seconds, left))
 
     return probe
 
@@ -269,6 +272,29 @@ def plan(stage: Stage) -> list[Resource]:
         validation = operator_validation(spec, state)
     gap = cloudfront_gap(stage, spec)
     return [certificate, validation, *([gap] if gap else [])]
+
+
+def by_hand(stage: Stage) -> list[str]:
+    """For `up`'s closing list: validation records to add at another DNS provider while the
+    certificate is not issued, and CloudFront's certificate outside us-east-1."""
+    from deploy.areas import dns
+
+    spec = certificate_spec(stage)
+    if spec is None:
+        return []
+    items = []
+    if not dns.managed(stage):
+        state = read_certificate(stage, spec)
+        if state.arn is not None and state.status != "ISSUED":
+            lines = "\n".join(dns.describe_records(state.records)) or "(not published yet: rerun shortly)"
+            items.append(
+                f"add the validation records of the certificate for {spec.domain} at your DNS provider "
+                f"(dns.hosted_zone is not set; it is {state.status} until they exist):\n{lines}"
+            )
+    gap = cloudfront_gap(stage, spec)
+    if gap is not None:
+        items.extend(f"{gap.name}: {reason}" for reason in gap.drift)
+    return items
 
 
 create, status = area_tasks(AREA, "the stage's certificate and its DNS validation", plan)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -337,11 +337,11 @@ def plan_distribution(
             "IfMatch": state.etag,
             "DistributionConfig": updated_config(state.config, want),
         }
-        reason = f"{', '.join(drifted)} differ from config"
+        reason = "; ".join(differs(key, state.config.get(key), want[key]) for key in drifted)
         steps.append(Call("cloudfront", "UpdateDistribution", params, name, reason))
     if any(state.tags.get(k) != v for k, v in tags.items()):
         params = {"Resource": state.arn, "Tags": {"Items": stage.tag_list(tags)}}
-        steps.append(Call("cloudfront", "TagResource", params, name, "tags differ from config"))
+        steps.append(Call("cloudfront", "TagResource", params, name, tag_drift(state.tags, tags)))
     if drifted or state.status not in DEPLOYED:
         steps.append(wait_deployed(stage, which))
     return converge(AREA, "distribution", name, steps, exists=True, detail=f"https://{state.domain}")

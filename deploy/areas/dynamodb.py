@@ -36,7 +36,7 @@ from deploy.areas import kms
 from deploy.cli import area_tasks
 from deploy.errors import error_code
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Wait, converge
+from deploy.plan import Call, Resource, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.config import Capacity
@@ -449,7 +449,7 @@ def plan_protection(out: TableSteps, state: TableState, key_arn: str | None) -> 
         missing = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
         out.table(
             "TagResource",
-            "tags differ from config",
+            tag_drift(state.tags, spec.tags),
             ResourceArn=state.arn,
             Tags=[{"Key": k, "Value": v} for k, v in sorted(missing.items())],
         )

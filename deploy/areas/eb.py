@@ -15,8 +15,8 @@ from invoke import Collection
 
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
-from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.parallel import map_concurrently, pause
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -354,9 +354,7 @@ def plan_application(stage: Stage, tags: dict[str, str] | None) -> Resource:
     elif any(tags.get(k) != v for k, v in wanted.items()):
         arn = stage.arn("elasticbeanstalk", f"application/{name}")
         params = {"ResourceArn": arn, "TagsToAdd": stage.tag_list(wanted)}
-        steps.append(
-            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, "tags differ from config")
-        )
+        steps.append(Call("elasticbeanstalk", "UpdateTagsForResource", params, name, tag_drift(tags, wanted)))
     return converge(AREA, "Beanstalk application", name, steps, exists=tags is not None)
 
 
@@ -401,8 +399,11 @@ def plan_environment(stage: Stage, state: EnvironmentState, wanted: Mapping[Sett
     if drifted or platform:
         reasons = [f"platform is {state.platform.get(k) or '-'}" for k in platform]
         if drifted:
-            shown = ", ".join(f"{ns.rsplit(':', 1)[-1]}:{option}" for ns, option in sorted(drifted))
-            reasons.append(f"settings differ from config: {shown}")
+            shown = {
+                f"{ns.rsplit(':', 1)[-1]}:{option}": (state.settings.get((ns, option)), drifted[(ns, option)])
+                for ns, option in sorted(drifted)
+            }
+            reasons.append(differences(shown))
         params: dict[str, Any] = {"EnvironmentName": name, **platform}
         if drifted:
             params["OptionSettings"] = as_option_list(drifted)
@@ -414,7 +415,7 @@ def plan_environment(stage: Stage, state: EnvironmentState, wanted: Mapping[Sett
     if any(state.tags.get(k) != v for k, v in tags.items()):
         params = {"ResourceArn": state.arn, "TagsToAdd": stage.tag_list(tags)}
         steps.append(
-            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, "tags differ from config")
+            Call("elasticbeanstalk", "UpdateTagsForResource", params, name, tag_drift(state.tags, tags))
         )
     return converge(AREA, kind, name, steps, exists=True, detail=_detail(state), depends_on=after)
 
@@ -539,7 +540,7 @@ def _deployed(stage: Stage, label: str, env: dict[str, Any], errors: list[str]) 
 
 
 def _follow(stage: Stage, label: str, follower: EventFollower, timeout: float) -> None:
-    started, pause = time.monotonic(), FIRST_POLL_SECONDS
+    started, delay = time.monotonic(), FIRST_POLL_SECONDS
     limit = stage.config.waits.poll_seconds
     while True:
         env = _describe_environment(stage)
@@ -554,8 +555,8 @@ def _follow(stage: Stage, label: str, follower: EventFollower, timeout: float) -
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             raise WaitTimeout(f"{stage.config.eb.environment} to run {label}", env["Status"], elapsed)
-        time.sleep(min(pause, max(0.0, timeout - elapsed)))
-        pause = min(pause * 2, limit)
+        pause(min(delay, max(0.0, timeout - elapsed)))
+        delay = min(delay * 2, limit)
 
 
 def deploy_version(
@@ -613,7 +614,7 @@ def _wait_ready(stage: Stage, follower: EventFollower, timeout: float) -> None:
         elapsed = time.monotonic() - started
         if elapsed >= timeout:
             raise WaitTimeout(stage.config.eb.environment, environment_status(stage), elapsed)
-        time.sleep(min(stage.config.waits.poll_seconds, FIRST_POLL_SECONDS * 4))
+        pause(min(stage.config.waits.poll_seconds, FIRST_POLL_SECONDS * 4))
 
 
 # -- status and terminate ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Step, Wait, converge
+from deploy.plan import Call, Resource, Step, Wait, converge, differs, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -290,7 +290,7 @@ def destination_drift(spec: StreamSpec, actual: dict[str, Any]) -> list[str]:
         ("compression", COMPRESSION, actual.get("CompressionFormat")),
         ("error logging", want["CloudWatchLoggingOptions"], _logging_of(actual)),
     ]
-    return [what for what, wanted, have in checks if wanted != have]
+    return [differs(what, have, wanted) for what, wanted, have in checks if wanted != have]
 
 
 def _update_call(spec: StreamSpec, state: StreamState, reason: str) -> Call:
@@ -314,7 +314,7 @@ def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Ste
     else:
         drift = destination_drift(spec, state.s3)
         if drift:
-            steps.append(_update_call(spec, state, f"{', '.join(drift)} differ from config"))
+            steps.append(_update_call(spec, state, "; ".join(drift)))
     if not state.encrypted:
         params = {
             "DeliveryStreamName": spec.name,
@@ -325,7 +325,9 @@ def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Ste
     drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
     if drifted:
         params = {"DeliveryStreamName": spec.name, "Tags": stage.tag_list(drifted)}
-        steps.append(Call("firehose", "TagDeliveryStream", params, spec.name, "tags differ from config"))
+        steps.append(
+            Call("firehose", "TagDeliveryStream", params, spec.name, tag_drift(state.tags, spec.tags))
+        )
     return steps
 
 

@@ -15,7 +15,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, converge
+from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -314,7 +314,7 @@ def plan_policy(stage: Stage, spec: PolicySpec, state: PolicyState) -> Resource:
             )
         if _tags_differ(spec.tags, state.tags):
             params = {"PolicyArn": arn, "Tags": stage.tag_list(spec.tags)}
-            steps.append(Call("iam", "TagPolicy", params, resource, "tags differ from config"))
+            steps.append(Call("iam", "TagPolicy", params, resource, tag_drift(state.tags, spec.tags)))
     return converge(AREA, "policy", resource, steps, exists=state.exists, detail=arn)
 
 
@@ -354,7 +354,7 @@ def plan_role(stage: Stage, spec: RoleSpec, state: RoleState) -> Resource:
         )
     if state.exists and _tags_differ(spec.tags, state.tags):
         params = {"RoleName": name, "Tags": stage.tag_list(spec.tags)}
-        steps.append(Call("iam", "TagRole", params, resource, "tags differ from config"))
+        steps.append(Call("iam", "TagRole", params, resource, tag_drift(state.tags, spec.tags)))
     depends = [f"policy/{policy}" for policy in spec.customer_policies]
     return converge(
         AREA, "role", resource, steps, exists=state.exists, detail=role_arn(stage, name), depends_on=depends

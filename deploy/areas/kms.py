@@ -11,7 +11,7 @@ from invoke import Collection
 from deploy.cli import area_tasks
 from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, converge
+from deploy.plan import Call, Deferred, Resource, converge, tag_drift
 from deploy.policies import normalised, partition
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def plan_key(stage: Stage, spec: KeySpec, state: KeyState) -> Resource:
             "KeyId": key_id,
             "Tags": [{"TagKey": k, "TagValue": v} for k, v in sorted(spec.tags.items())],
         }
-        steps.append(Call("kms", "TagResource", params, spec.alias, "tags differ from config"))
+        steps.append(Call("kms", "TagResource", params, spec.alias, tag_drift(state.tags, spec.tags)))
     return converge(AREA, "key", spec.alias, steps, exists=True, detail=state.arn)
 
 

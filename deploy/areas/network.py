@@ -15,7 +15,7 @@ from invoke import Collection
 from deploy.cli import area_tasks
 from deploy.errors import AwsError, error_code
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 from deploy.policies import canonical, partition
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def _retag(
     if not drifted:
         return []
     params = {"Resources": [resource_id], "Tags": stage.tag_list(drifted)}
-    return [Call("ec2", "CreateTags", params, name, "tags differ from config")]
+    return [Call("ec2", "CreateTags", params, name, tag_drift(_tag_dict(current.get("Tags", [])), wanted))]
 
 
 # -- the stage's own VPC: its layout ------------------------------------------------------------
@@ -982,7 +982,7 @@ def plan_group(
         drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
         if drifted:
             params = {"Resources": [state.group_id], "Tags": stage.tag_list(drifted)}
-            steps.append(Call("ec2", "CreateTags", params, spec.name, "tags differ from config"))
+            steps.append(Call("ec2", "CreateTags", params, spec.name, tag_drift(state.tags, spec.tags)))
     group = state.group_id or group_id_when_created(spec.name)
     new = state.group_id is None
     steps.extend(_rule_steps(spec.name, spec.ingress, state.direction(False), group, egress=False, new=new))
@@ -1200,7 +1200,7 @@ def plan_subnet_group(stage: Stage, spec: SubnetGroupSpec, state: SubnetGroupSta
         drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
         if drifted:
             params = {"ResourceName": state.arn, "Tags": stage.tag_list(drifted)}
-            steps.append(Call(api.service, api.add_tags, params, spec.name, "tags differ from config"))
+            steps.append(Call(api.service, api.add_tags, params, spec.name, tag_drift(state.tags, spec.tags)))
     return converge(
         AREA,
         api.kind,

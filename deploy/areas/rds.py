@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import area_tasks, deploy_task
 from deploy.errors import ArgumentError, AwsError, BadInput
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -290,8 +290,11 @@ def _snapshot_wait(resource: str, snapshot: str, seconds: int) -> Wait:
     def probe(stage: Stage) -> str:
         return read_snapshot_status(stage, snapshot)
 
-    reason = f"snapshot {snapshot} to be available"
-    return Wait(resource, reason, probe, SNAPSHOT_READY, SNAPSHOT_FAILED, timeout_seconds=seconds)
+    # Named for the snapshot: the wait line says what is awaited, not the instance to come.
+    reason = f"snapshot {snapshot} to be available (for {resource})"
+    return Wait(
+        f"snapshot {snapshot}", reason, probe, SNAPSHOT_READY, SNAPSHOT_FAILED, timeout_seconds=seconds
+    )
 
 
 def _with_notes(resource: Resource, notes: list[str]) -> Resource:
@@ -307,18 +310,19 @@ def _parameter_calls(spec: ParameterGroupSpec, state: ParameterGroupState, names
         # "immediate" is only valid for dynamic parameters; "pending-reboot" is valid for all.
         return "immediate" if state.apply_types.get(name) == "dynamic" else "pending-reboot"
 
-    reason = "parameters to set" if not state.exists else "parameters differ from config"
     calls = []
     for start in range(0, len(names), PARAMETERS_PER_CALL):
         chunk = names[start : start + PARAMETERS_PER_CALL]
+        if state.exists:
+            reason = differences({n: (state.values.get(n), spec.parameters[n]) for n in chunk})
+        else:
+            reason = f"parameters to set: {', '.join(chunk)}"
         parameters = [
             {"ParameterName": n, "ParameterValue": spec.parameters[n], "ApplyMethod": method(n)}
             for n in chunk
         ]
         params = {"DBParameterGroupName": spec.name, "Parameters": parameters}
-        calls.append(
-            Call(AREA, "ModifyDBParameterGroup", params, spec.resource, f"{reason}: {', '.join(chunk)}")
-        )
+        calls.append(Call(AREA, "ModifyDBParameterGroup", params, spec.resource, reason))
     return calls
 
 
@@ -344,7 +348,7 @@ def plan_parameter_group(stage: Stage, spec: ParameterGroupSpec, state: Paramete
     steps.extend(_parameter_calls(spec, state, differing))
     if state.exists and any(state.tags.get(k) != v for k, v in spec.tags.items()):
         params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
-        steps.append(Call(AREA, "AddTagsToResource", params, spec.resource, "tags differ from config"))
+        steps.append(Call(AREA, "AddTagsToResource", params, spec.resource, tag_drift(state.tags, spec.tags)))
     resource = converge(
         AREA, "parameter group", spec.resource, steps, exists=state.exists, detail=spec.family
     )
@@ -466,11 +470,24 @@ def _same_key(stage: Stage, wanted: str, actual: str) -> bool:
     return arn == actual
 
 
-def _modify_call(identifier: str, changes: Mapping[str, Any], *, immediately: bool) -> Call:
-    shown = ", ".join(k for k in changes if k != "AllowMajorVersionUpgrade")
+def _live_value(state: InstanceState, key: str) -> Any:
+    """What the instance has now for a ModifyDBInstance parameter, as config would write it."""
+    if key == "VpcSecurityGroupIds":
+        return sorted(state.security_group_ids)
+    if key == "DBParameterGroupName":
+        return state.parameter_group
+    return state.effective(key)
+
+
+def _modify_call(
+    state: InstanceState, identifier: str, changes: Mapping[str, Any], *, immediately: bool
+) -> Call:
+    shown = differences(
+        {k: (_live_value(state, k), v) for k, v in changes.items() if k != "AllowMajorVersionUpgrade"}
+    )
     when = "" if immediately else " (applied in the next maintenance window)"
     params = {"DBInstanceIdentifier": identifier, **changes, "ApplyImmediately": immediately}
-    return Call(AREA, "ModifyDBInstance", params, identifier, f"{shown} differ from config{when}")
+    return Call(AREA, "ModifyDBInstance", params, identifier, f"{shown}{when}")
 
 
 def _detail(spec: InstanceSpec, state: InstanceState) -> str:
@@ -511,12 +528,14 @@ def plan_instance(stage: Stage, spec: InstanceSpec, state: InstanceState, group:
         }
         later = {k: v for k, v in changes.items() if k not in immediate}
         if immediate:
-            steps.append(_modify_call(spec.identifier, immediate, immediately=True))
+            steps.append(_modify_call(state, spec.identifier, immediate, immediately=True))
         if later:
-            steps.append(_modify_call(spec.identifier, later, immediately=False))
+            steps.append(_modify_call(state, spec.identifier, later, immediately=False))
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"ResourceName": state.arn, "Tags": stage.tag_list(spec.tags)}
-            steps.append(Call(AREA, "AddTagsToResource", params, spec.identifier, "tags differ from config"))
+            steps.append(
+                Call(AREA, "AddTagsToResource", params, spec.identifier, tag_drift(state.tags, spec.tags))
+            )
         if immediate:
             steps.append(_instance_wait(spec.identifier, "modifications to finish", spec.wait_seconds))
     resource = converge(
@@ -566,45 +585,77 @@ def migration_names(stage: Stage, source: str | None = None, target: str | None 
     return source, target
 
 
-def _timestamp() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-
-
-def snapshot_names(source: str, stamp: str) -> tuple[str, str]:
-    return f"{source}-pre-encrypt-{stamp}", f"{source}-encrypted-{stamp}"
+def snapshot_names(source: str, target: str) -> tuple[str, str]:
+    """The migration's two snapshots, named for it so a rerun finds them: the source as it was, and
+    its encrypted copy."""
+    return f"{target}-from-{source}", f"{target}-encrypted-copy"
 
 
-def _check_migration(stage: Stage, source: str, target: str) -> InstanceState:
-    found, existing = map_concurrently(lambda name: read_instance(stage, name), [source, target])
+def migration_tag(source: str, target: str) -> dict[str, str]:
+    return {"Migration": f"encrypt {source} as {target}"}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """How far an encrypt migration got, read by name: the source, the target, both snapshots."""
+
+    source: str
+    target: str
+    found: InstanceState
+    restored: InstanceState
+    before: str
+    before_status: str
+    encrypted: str
+    encrypted_status: str
+
+
+def read_migration(stage: Stage, source: str, target: str) -> Migration:
+    before, encrypted = snapshot_names(source, target)
+    reads: list[Callable[[], Any]] = [
+        lambda: read_instance(stage, source),
+        lambda: read_instance(stage, target),
+        lambda: read_snapshot_status(stage, before),
+        lambda: read_snapshot_status(stage, encrypted),
+    ]
+    found, restored, before_status, encrypted_status = map_concurrently(lambda read: read(), reads)
+    return Migration(source, target, found, restored, before, before_status, encrypted, encrypted_status)
+
+
+def _check_migration(stage: Stage, migration: Migration) -> None:
+    """Refuse what no step can continue: a target that is not this migration's, a source that is
+    missing or encrypted (before the restore), or not available when a snapshot is still to take."""
+    source, target, found, restored = migration.source, migration.target, migration.found, migration.restored
+    if restored.exists:
+        if restored.tags.get("Migration") != migration_tag(source, target)["Migration"]:
+            raise BadInput(
+                f"instance {target} already exists ({restored.status}) and is no encrypted copy of "
+                f"{source} made by rds.encrypt: name another with --target-identifier"
+            )
+        return
     if not found.exists:
         raise BadInput(
             f"instance {source} does not exist in {stage.region} (stage {stage.name}): nothing to encrypt"
         )
     if found.encrypted:
         raise BadInput(f"instance {source} is already encrypted: nothing to do")
-    if existing.exists:
-        raise BadInput(
-            f"instance {target} already exists ({existing.status}): name another with "
-            "--target-identifier, or if an earlier run is still restoring it, follow it with "
-            f"`inv rds.status --stage {stage.name}`"
-        )
-    if found.status not in READY:
+    snapshot_to_take = migration.before_status == "missing" and migration.encrypted_status == "missing"
+    if snapshot_to_take and found.status not in READY:
         raise AwsError(
             "InvalidDBInstanceState",
             f"instance {source} is {found.status}",
             "Snapshots are taken of an available instance: wait until it is, and rerun.",
         )
-    return found
 
 
-def _restore_params(stage: Stage, found: InstanceState, target: str, snapshot: str) -> dict[str, Any]:
+def _restore_params(
+    stage: Stage, found: InstanceState, source: str, target: str, snapshot: str
+) -> dict[str, Any]:
     """The source's own settings (class, network, parameter group, Multi-AZ, storage), with the
     safety settings config requires whatever the source had."""
     raw = found.raw
     # Keys under aws: are AWS's own and cannot be set.
     kept = {k: v for k, v in found.tags.items() if not k.startswith("aws:")}
+    tags = {**kept, **stage.tags(stage.config.rds.identifier), **FINAL_SNAPSHOT_TAG}
     params: dict[str, Any] = {
         "DBInstanceIdentifier": target,
         "DBSnapshotIdentifier": snapshot,
@@ -615,7 +666,8 @@ def _restore_params(stage: Stage, found: InstanceState, target: str, snapshot: s
         "CopyTagsToSnapshot": True,
         "AutoMinorVersionUpgrade": bool(raw.get("AutoMinorVersionUpgrade", True)),
         "BackupRetentionPeriod": stage.config.rds.backup_retention_days,
-        "Tags": stage.tag_list({**kept, **stage.tags(stage.config.rds.identifier), **FINAL_SNAPSHOT_TAG}),
+        # The tag a rerun recognises its own restore by.
+        "Tags": stage.tag_list({**tags, **migration_tag(source, target)}),
     }
     optional = {
         "DBSubnetGroupName": found.subnet_group,
@@ -630,84 +682,147 @@ def _restore_params(stage: Stage, found: InstanceState, target: str, snapshot: s
     return params
 
 
-def plan_encrypt(
-    stage: Stage, source_identifier: str, target_identifier: str, *, stamp: str | None = None
-) -> list[Step]:
-    """Snapshot the unencrypted instance, copy the snapshot encrypted with KMS, restore the copy as
-    a new instance with the same settings, and wait for it. Nothing is deleted: the source and both
-    snapshots stay. Refuses (bad input) when the source is missing or encrypted, or the target exists."""
-    source, target = migration_names(stage, source_identifier, target_identifier)
-    found = _check_migration(stage, source, target)
-    before, encrypted = snapshot_names(source, stamp or _timestamp())
+def _snapshot_steps(stage: Stage, migration: Migration, seconds: int) -> list[Step]:
+    """Take the snapshot and copy it encrypted, from where an earlier run stopped."""
     rds = stage.config.rds
-    seconds = rds.wait_minutes * 60
-    snapshot_tags = stage.tag_list(
-        {**stage.tags(rds.identifier), "Migration": f"encrypt {source} as {target}"}
-    )
-    steps: list[Step] = [
-        Call(
-            AREA,
-            "CreateDBSnapshot",
-            {"DBSnapshotIdentifier": before, "DBInstanceIdentifier": source, "Tags": snapshot_tags},
-            target,
-            f"snapshot {source} (later writes are not copied: stop the app's writes first)",
-        ),
-        _snapshot_wait(target, before, seconds),
-        Call(
-            AREA,
-            "CopyDBSnapshot",
-            {
-                "SourceDBSnapshotIdentifier": before,
-                "TargetDBSnapshotIdentifier": encrypted,
-                "KmsKeyId": rds.kms_key or AWS_MANAGED_KEY,
-                "Tags": snapshot_tags,
-            },
-            target,
-            f"copy the snapshot encrypted with {rds.kms_key or AWS_MANAGED_KEY}",
-        ),
-        _snapshot_wait(target, encrypted, seconds),
-        Call(
-            AREA,
-            "RestoreDBInstanceFromDBSnapshot",
-            _restore_params(stage, found, target, encrypted),
-            target,
-            f"restore the encrypted snapshot as {target}, with the settings of {source}",
-        ),
-        _instance_wait(target, "restored instance to be available", seconds),
-    ]
-    ceiling = found.raw.get("MaxAllocatedStorage")
-    if ceiling:  # a restore cannot set storage autoscaling: it takes a modification after
-        params = {"DBInstanceIdentifier": target, "MaxAllocatedStorage": ceiling, "ApplyImmediately": True}
-        steps.append(
-            Call(AREA, "ModifyDBInstance", params, target, f"storage autoscaling up to {ceiling} GiB")
-        )
-        steps.append(_instance_wait(target, "modification to finish", seconds))
+    source, target = migration.source, migration.target
+    key = rds.kms_key or AWS_MANAGED_KEY
+    tags = stage.tag_list({**stage.tags(rds.identifier), **migration_tag(source, target)})
+    steps: list[Step] = []
+    if migration.encrypted_status == "missing":
+        if migration.before_status == "missing":
+            params = {"DBSnapshotIdentifier": migration.before, "DBInstanceIdentifier": source, "Tags": tags}
+            reason = f"snapshot {source} (writes after it starts are not copied)"
+            steps.append(Call(AREA, "CreateDBSnapshot", params, target, reason))
+        if migration.before_status not in SNAPSHOT_READY:
+            steps.append(_snapshot_wait(target, migration.before, seconds))
+        params = {
+            "SourceDBSnapshotIdentifier": migration.before,
+            "TargetDBSnapshotIdentifier": migration.encrypted,
+            "KmsKeyId": key,
+            "Tags": tags,
+        }
+        steps.append(Call(AREA, "CopyDBSnapshot", params, target, f"copy the snapshot encrypted with {key}"))
+    if migration.encrypted_status not in SNAPSHOT_READY:
+        steps.append(_snapshot_wait(target, migration.encrypted, seconds))
     return steps
 
 
-def operator_steps(stage: Stage, source: str, target: str, address: str | None, stamp: str = "") -> list[str]:
-    """What is left to the operator once the encrypted copy is available."""
-    from deploy.secrets import parameter_name
+def plan_encrypt(stage: Stage, source_identifier: str | None, target_identifier: str | None) -> list[Step]:
+    """Snapshot the unencrypted instance, copy the snapshot encrypted with KMS, restore the copy as
+    a new instance with the same settings, and wait for it; each step only if an earlier run did
+    not get past it (snapshots and target are found by name). Nothing is deleted: the source and
+    both snapshots stay. Refuses (bad input) when the source is missing or encrypted, or the target
+    is another instance."""
+    source, target = migration_names(stage, source_identifier, target_identifier)
+    migration = read_migration(stage, source, target)
+    _check_migration(stage, migration)
+    seconds = stage.config.rds.wait_minutes * 60
+    restored = migration.restored
+    if restored.exists:
+        steps: list[Step] = []
+        if restored.status not in READY:
+            steps.append(_instance_wait(target, f"restored instance is {restored.status}", seconds))
+        ceiling = migration.found.raw.get("MaxAllocatedStorage")
+        if ceiling and restored.raw.get("MaxAllocatedStorage") != ceiling:
+            steps.extend(_autoscaling_steps(target, ceiling, seconds))
+        return steps
+    steps = _snapshot_steps(stage, migration, seconds)
+    params = _restore_params(stage, migration.found, source, target, migration.encrypted)
+    reason = f"restore the encrypted snapshot as {target}, with the settings of {source}"
+    steps.append(Call(AREA, "RestoreDBInstanceFromDBSnapshot", params, target, reason))
+    steps.append(_instance_wait(target, "restored instance to be available", seconds))
+    ceiling = migration.found.raw.get("MaxAllocatedStorage")
+    if ceiling:  # a restore cannot set storage autoscaling: it takes a modification after
+        steps.extend(_autoscaling_steps(target, ceiling, seconds))
+    return steps
 
+
+def _autoscaling_steps(target: str, ceiling: int, seconds: int) -> list[Step]:
+    params = {"DBInstanceIdentifier": target, "MaxAllocatedStorage": ceiling, "ApplyImmediately": True}
+    return [
+        Call(AREA, "ModifyDBInstance", params, target, f"storage autoscaling up to {ceiling} GiB"),
+        _instance_wait(target, "modification to finish", seconds),
+    ]
+
+
+def aws_cli_options(stage: Stage) -> str:
+    """The options an `aws` command needs to reach what this stage reaches: its region, and its
+    profile and endpoint when set (without them the command would act on another account)."""
+    options = [f"--region {stage.region}"]
+    if stage.config.profile and not stage.uses_emulator:
+        options.append(f"--profile {stage.config.profile}")
+    if stage.custom_endpoint:
+        options.append(f"--endpoint-url {stage.custom_endpoint}")
+    return " ".join(options)
+
+
+def _config_file(stage: Stage) -> str:
+    from pathlib import Path
+
+    from deploy.config import config_dir
+
+    path = config_dir() / f"{stage.name}.yaml"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _password_line(stage: Stage, found: InstanceState, source: str) -> str:
+    """What is true of the copy's master password: always the source's; it is the stored one only
+    when this tool made the source and still holds its password."""
+    from deploy.secrets import parameter_name, secret_exists
+
+    name = stage.config.rds.master_password_secret
+    if found.tags.get("ManagedBy") == "iotile-deploy" and secret_exists(stage, name):
+        return f"The master password is {source}'s, the one in {parameter_name(stage, name)}."
+    return (
+        f"The master password is {source}'s, which this tool did not generate or does not hold: "
+        f"store it with `inv secrets.set {name} --stage {stage.name}` so `up` and the app can use it."
+    )
+
+
+def operator_steps(stage: Stage, source: str, target: str, address: str | None) -> list[str]:
+    """What is left to the operator once the encrypted copy is available."""
     where = address or f"its endpoint (see `inv rds.status --stage {stage.name}`)"
-    password = parameter_name(stage, stage.config.rds.master_password_secret)
+    found = read_instance(stage, source)
+    aws = aws_cli_options(stage)
+    before, encrypted = snapshot_names(source, target)
+    password = _password_line(stage, found, source)
     steps = [
-        f"Point the app at {target}, {where}: set `rds: {{identifier: {target}}}` in "
-        f"config/{stage.name}.yaml (Beanstalk and the workers take the database endpoint from it) "
-        f"and run `inv up --stage {stage.name}`. The master password is unchanged ({password}).",
+        f"Point the stack at {target}, {where}: set `rds: {{identifier: {target}}}` in "
+        f"{_config_file(stage)} and run `inv up --stage {stage.name}`; Beanstalk takes the database "
+        "endpoint from it (RDS_HOSTNAME). Anything else that reaches the database (workers, jobs, "
+        f"people) is not managed here: point it at the new endpoint by hand. {password}",
         f"Verify the app reads and writes through the new endpoint; `inv rds.status --stage {stage.name}` "
         "shows the instance present and encrypted.",
         f"Retire {source} by hand, keeping a final snapshot: `aws rds modify-db-instance "
-        f"--db-instance-identifier {source} --no-deletion-protection --apply-immediately`, then "
+        f"--db-instance-identifier {source} --no-deletion-protection --apply-immediately {aws}`, then "
         f"`aws rds delete-db-instance --db-instance-identifier {source} "
-        f"--final-db-snapshot-identifier {source}-final`.",
+        f"--final-db-snapshot-identifier {source}-final {aws}`.",
+        f"The snapshots {before} and {encrypted} stay; delete them by hand when no longer needed.",
     ]
-    if stamp:
-        before, encrypted = snapshot_names(source, stamp)
-        steps.append(
-            f"The snapshots {before} and {encrypted} stay; delete them by hand when no longer needed."
-        )
     return steps
+
+
+def confirm_writes_stopped(source: str) -> None:
+    """The snapshot holds only what was written before it: the operator types the instance name to
+    say the app's writes are stopped (or passes --yes)."""
+    import sys
+
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise ArgumentError(
+            "--yes",
+            f"writes to {source} after its snapshot starts are lost: stop the app's writes, then "
+            "confirm with --yes when not on a terminal",
+        )
+    typed = input(
+        f"Writes to {source} after its snapshot starts are lost. Stop the app's writes, then type "
+        f"{source} to go on: "
+    ).strip()
+    if typed != source:
+        raise ArgumentError("confirmation", f"typed {typed!r}, expected {source!r}: nothing done")
 
 
 def run_encrypt(
@@ -717,23 +832,30 @@ def run_encrypt(
     target: str | None = None,
     *,
     dry_run: bool = False,
+    confirm: Callable[[str], None] | None = None,
 ) -> Resource:
-    """What `rds.encrypt` does: plan, show, run (or only show) through the usual executors, then
-    print the steps left to the operator."""
+    """What `rds.encrypt` does: plan from where an earlier run stopped, show, run (or only show)
+    through the usual executors, then print the steps left to the operator. `confirm(source)` is
+    asked before a snapshot is taken."""
     from deploy.execute import DryRunExecutor, Executor
 
     source, target = migration_names(stage, source, target)
-    stamp = _timestamp()
-    steps = plan_encrypt(stage, source, target, stamp=stamp)
+    steps = plan_encrypt(stage, source, target)
     resource = converge(
         AREA, "DB instance", target, steps, exists=False, detail=f"encrypted copy of {source}"
     )
-    verb = "would encrypt" if dry_run else "encrypting"
-    reporter.plan([resource], title=f"{stage.name}: {verb} {source} as {target}")
+    if not steps:
+        reporter.message(f"{stage.name}: {target} is the encrypted copy of {source}, available.")
+    else:
+        verb = "would encrypt" if dry_run else "encrypting"
+        reporter.plan([resource], title=f"{stage.name}: {verb} {source} as {target}")
+    snapshots = any(isinstance(s, Call) and s.operation == "CreateDBSnapshot" for s in steps)
+    if snapshots and confirm is not None and not dry_run:
+        confirm(source)
     executor = (DryRunExecutor if dry_run else Executor)(stage, reporter)
     executor.run(resource.steps)
     address = None if dry_run else read_instance(stage, target).endpoint
-    remaining = operator_steps(stage, source, target, address, stamp)
+    remaining = operator_steps(stage, source, target, address)
     extra = {"source": source, "target": target, "endpoint": address, "next_steps": remaining}
     reporter.outcome([resource], stage=stage.name, dry_run=dry_run, calls=len(executor.made), extra=extra)
     reporter.message("then:" if dry_run else "left to do:")
@@ -752,15 +874,18 @@ create, status = area_tasks(AREA, "the PostgreSQL instance and its parameter gro
     help={
         "source": "instance to encrypt (default: rds.identifier of the stage)",
         "target_identifier": "identifier of the encrypted copy (default: <source>-encrypted)",
+        "yes": "the app's writes are stopped: do not ask for the instance name to be typed back",
     }
 )
-def encrypt(c, stage=None, source=None, target_identifier=None, dry_run=False, json=False):
-    """Copy an unencrypted instance into a new, encrypted one. Example: inv rds.encrypt --dry-run"""
+def encrypt(c, stage=None, source=None, target_identifier=None, yes=False, dry_run=False, json=False):
+    """Copy an unencrypted instance into a new, encrypted one; a rerun continues where the last
+    stopped. Example: inv rds.encrypt --stage prod --dry-run"""
     from deploy.report import Reporter
     from deploy.stage import open_stage
 
     opened = open_stage(stage, dry_run=dry_run)
-    run_encrypt(opened, Reporter(as_json=json), source, target_identifier, dry_run=dry_run)
+    confirm = None if yes else confirm_writes_stopped
+    run_encrypt(opened, Reporter(as_json=json), source, target_identifier, dry_run=dry_run, confirm=confirm)
 
 
 collection = Collection(AREA, create, status, encrypt)

@@ -12,7 +12,7 @@ from deploy.areas import kms, network
 from deploy.cli import area_tasks
 from deploy.errors import error_code
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -437,7 +437,9 @@ def plan_replication_group(
     drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
     if drifted:
         params = {"ResourceName": state.arn, "Tags": stage.tag_list(drifted)}
-        steps.append(Call("elasticache", "AddTagsToResource", params, spec.name, "tags differ from config"))
+        steps.append(
+            Call("elasticache", "AddTagsToResource", params, spec.name, tag_drift(state.tags, spec.tags))
+        )
     resource = converge(AREA, KIND, spec.name, steps, exists=True, detail=state.endpoint or state.status)
     unfixable += _unfixable(spec, state, key_arn)
     if unfixable:

@@ -13,7 +13,7 @@ from invoke import Collection
 from deploy.areas import iam, network
 from deploy.cli import area_tasks, deploy_task
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.execute import Outcome
@@ -319,7 +319,9 @@ def _drift_steps(stage: Stage, spec: ClusterSpec, state: ClusterState, group: st
         steps.append(_wait(spec, "cluster attaches the role"))
     if any(state.tags.get(k) != v for k, v in spec.tags.items()):
         params = {"ResourceName": cluster_arn(stage, spec.identifier), "Tags": stage.tag_list(spec.tags)}
-        steps.append(Call("redshift", "CreateTags", params, spec.identifier, "tags differ from config"))
+        steps.append(
+            Call("redshift", "CreateTags", params, spec.identifier, tag_drift(state.tags, spec.tags))
+        )
     return steps
 
 

@@ -12,7 +12,7 @@ from invoke import Collection
 from deploy.cli import area_tasks
 from deploy.owned import merge_owned
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, converge
+from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -387,7 +387,7 @@ def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
         tags = {**state.tags, **spec.tags}
         call(
             "PutBucketTagging",
-            "tags differ from config",
+            tag_drift(state.tags, spec.tags),
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
         )
     return converge(AREA, "bucket", name, steps, exists=state.exists, detail=f"s3://{name}")

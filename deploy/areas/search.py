@@ -13,7 +13,7 @@ from deploy.areas import kms, network
 from deploy.cli import area_tasks
 from deploy.errors import AwsError, error_code
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -390,7 +390,7 @@ def plan_domain(
     drifted = {k: v for k, v in spec.tags.items() if state.tags.get(k) != v}
     if drifted:
         params = {"ARN": state.arn, "TagList": stage.tag_list(drifted)}
-        steps.append(Call("opensearch", "AddTags", params, spec.name, "tags differ from config"))
+        steps.append(Call("opensearch", "AddTags", params, spec.name, tag_drift(state.tags, spec.tags)))
     resource = converge(AREA, KIND, spec.name, steps, exists=True, detail=detail)
     unfixable = _unfixable(spec, state, key_arn)
     if unfixable:

@@ -221,6 +221,20 @@ def operator_records(stage: Stage) -> list[Record]:
     return identity_records(spec.domain, state) if state.exists else []
 
 
+def by_hand(stage: Stage) -> list[str]:
+    """For `up`'s closing list: the identity's records to add at another DNS provider, if any."""
+    from deploy.areas import dns
+
+    records = operator_records(stage)
+    if not records:
+        return []
+    lines = "\n".join(dns.describe_records(records))
+    return [
+        f"add the DNS records of {stage.config.ses.domain} at your DNS provider (dns.hosted_zone is "
+        f"not set; keep them: DKIM signing needs the CNAMEs for good):\n{lines}"
+    ]
+
+
 def _records_json(records: list[Record]) -> list[dict[str, Any]]:
     return [{"name": r.fqdn, "type": r.type, "ttl": r.ttl, "values": list(r.values)} for r in records]
 
@@ -243,7 +257,8 @@ def _show_records(reporter: Reporter, stage: Stage, records: list[Record]) -> No
 
 @deploy_task()
 def create(c, stage=None, dry_run=False, json=False):
-    """Create or converge the SES identity, DKIM, notifications and DNS records. Example: inv ses.create"""
+    """Create or converge the SES identity, DKIM, notifications and DNS records.
+    Example: inv ses.create --stage dev"""
     from deploy.execute import converge_waves
     from deploy.report import Reporter
     from deploy.stage import open_stage

@@ -10,7 +10,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, converge
+from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -143,7 +143,7 @@ def plan_topic(stage: Stage, spec: TopicSpec, state: TopicState) -> Resource:
             )
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"ResourceArn": arn, "Tags": stage.tag_list(spec.tags)}
-            steps.append(Call("sns", "TagResource", params, spec.name, "tags differ from config"))
+            steps.append(Call("sns", "TagResource", params, spec.name, tag_drift(state.tags, spec.tags)))
     for protocol, endpoint in sorted(spec.subscriptions - state.subscriptions):
         params: dict[str, Any] = {"TopicArn": arn, "Protocol": protocol, "Endpoint": endpoint}
         steps.append(Call("sns", "Subscribe", params, spec.name, f"{protocol} subscription missing"))

@@ -10,7 +10,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, converge
+from deploy.plan import Call, Resource, converge, differences, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -126,12 +126,12 @@ def plan_queue(stage: Stage, spec: QueueSpec, state: QueueState) -> Resource:
             if not _same(key, value, state.attributes.get(key))
         }
         if drifted:
-            reason = f"{', '.join(sorted(drifted))} differ from config"
+            reason = differences({k: (state.attributes.get(k), drifted[k]) for k in sorted(drifted)})
             params = {"QueueUrl": state.url, "Attributes": drifted}
             steps.append(Call("sqs", "SetQueueAttributes", params, spec.name, reason))
         if any(state.tags.get(k) != v for k, v in spec.tags.items()):
             params = {"QueueUrl": state.url, "Tags": spec.tags}
-            steps.append(Call("sqs", "TagQueue", params, spec.name, "tags differ from config"))
+            steps.append(Call("sqs", "TagQueue", params, spec.name, tag_drift(state.tags, spec.tags)))
     return converge(
         AREA,
         spec.kind,

@@ -56,6 +56,7 @@ class EmulatorApp:
         # Moto's reset empties only moto's backends; ours must go with them.
         if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
             fillins.reset_fillins()
+            strict.set_rds_creation_seconds(0)
         return response
 
     def _fillin(
@@ -78,9 +79,21 @@ class EmulatorApp:
             return _json(start_response, 200, self.log.as_dicts())
         if name == "requests" and method == "DELETE":
             return _json(start_response, 200, {"cleared": self.log.clear()})
-        if name in ("health", "requests"):
+        if name == "delays" and method == "PUT":
+            return self._set_delays(environ, start_response)
+        if name in ("health", "requests", "delays"):
             return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
         return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
+
+    def _set_delays(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """PUT {"rds_seconds": n}: how long RDS instances and snapshots stay `creating` (tests of
+        waits); a reset sets it back to 0."""
+        try:
+            seconds = float(json.loads(read_body(environ) or b"{}")["rds_seconds"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(start_response, 400, {"error": f"expected {{'rds_seconds': number}}: {exc}"})
+        strict.set_rds_creation_seconds(seconds)
+        return _json(start_response, 200, {"rds_seconds": strict.RDS_CREATION_SECONDS})
 
 
 def build_app() -> EmulatorApp:

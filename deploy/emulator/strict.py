@@ -14,6 +14,7 @@ import inspect
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -234,6 +235,69 @@ def rule_rds_offered_engine_versions() -> None:
     from moto.rds.models import RDSBackend
 
     _wrapped(RDSBackend, "create_db_instance", "rule_rds_offered_engine_versions", _offered_versions_only)
+
+
+# -- RDS: instances and snapshots take time ------------------------------------------------------
+
+# How long a new DB instance (made or restored) and a new snapshot (taken or copied) stay
+# `creating`, and a modified instance `modifying`. AWS takes 5 to 40 minutes; moto none. 0 by
+# default, so `up` on the local stage stays quick; tests that interrupt a wait, or resume a
+# migration half-way, set it with set_rds_creation_seconds (over HTTP: PUT /_emulator/delays
+# {"rds_seconds": n}).
+RDS_CREATION_SECONDS = 0.0
+_ready_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def set_rds_creation_seconds(seconds: float) -> None:
+    """From now on RDS creations take `seconds`; those under way finish no later than that."""
+    global RDS_CREATION_SECONDS
+    RDS_CREATION_SECONDS = max(0.0, float(seconds))
+    latest = clock.now() + RDS_CREATION_SECONDS
+    for item, due in list(_ready_at.items()):
+        _ready_at[item] = min(due, latest)
+
+
+def _busy_for_a_while(status: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def change(self: Any, *args: Any, **kwargs: Any) -> Any:
+            made = original(self, *args, **kwargs)
+            if RDS_CREATION_SECONDS > 0:
+                made.status = status
+                _ready_at[made] = clock.now() + RDS_CREATION_SECONDS
+            return made
+
+        return change
+
+    return wrap
+
+
+def _available_when_due(original: Callable[..., Any]) -> Callable[..., Any]:
+    def describe(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = original(self, *args, **kwargs)
+        for item in found:
+            due = _ready_at.get(item)
+            if due is not None and clock.now() >= due:
+                item.status = "available"
+                del _ready_at[item]
+        return found
+
+    return describe
+
+
+def rule_rds_creation_takes_time() -> None:
+    """AWS: a new DB instance is `creating` (then `backing-up`) for minutes before `available`, a
+    modified one `modifying`, and a new or copied snapshot `creating` until done. moto: everything
+    is `available` at once, so a wait on it, and an interrupted one, is never exercised."""
+    from moto.rds.models import RDSBackend
+
+    rule = "rule_rds_creation_takes_time"
+    for name in ("create_db_instance", "restore_db_instance_from_db_snapshot"):
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
+    _wrapped(RDSBackend, "modify_db_instance", rule, _busy_for_a_while("modifying"))
+    for name in ("create_db_snapshot", "copy_db_snapshot"):
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
+    for name in ("describe_db_instances", "describe_db_snapshots"):
+        _wrapped(RDSBackend, name, rule, _available_when_due)
 
 
 # -- Firehose: no delivery into a Redshift cluster it cannot reach ----------------------------
@@ -778,6 +842,7 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_dynamodb_ttl_once_an_hour,
     rule_dynamodb_pitr_after_create,
     rule_rds_offered_engine_versions,
+    rule_rds_creation_takes_time,
     rule_firehose_redshift_needs_a_reachable_cluster,
     rule_elasticache_refuses_encrypted_topics,
     rule_opensearch_vpc_needs_service_linked_role,

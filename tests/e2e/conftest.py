@@ -46,6 +46,13 @@ class Emulator:
     def clear(self) -> None:
         self._request("DELETE", "/_emulator/requests")
 
+    def set_rds_seconds(self, seconds: float) -> None:
+        """How long RDS instances and snapshots stay `creating` (0 again after a reset)."""
+        body = json.dumps({"rds_seconds": seconds}).encode()
+        request = urllib.request.Request(self.endpoint_url + "/_emulator/delays", body, method="PUT")
+        with _opener.open(request, timeout=5) as response:
+            response.read()
+
     def reset(self) -> None:
         self._request("POST", "/moto-api/reset")
         self.clear()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import CONFIG
+from tests.conftest import CONFIG, add_to_config
 
 pytestmark = pytest.mark.e2e
 
@@ -157,8 +157,7 @@ def broken_config(tmp_path):
                 "".join(line for line in lines if not line.startswith(f"{key}:")), encoding="utf-8"
             )
         else:
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write("\n" + text)
+            add_to_config(path, text)
         return folder
 
     return make

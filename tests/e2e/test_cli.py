@@ -108,7 +108,7 @@ def test_status_reports_missing_then_present_then_drifted(inv, emulator) -> None
     assert states[("s3", "iotile-cloud-media")] == "present"
     assert states[("secrets", "SECRET_KEY")] == "missing"
     worker = next(r for r in after if r["name"] == "iotile-worker-dev")
-    assert worker["drift"] == ["VisibilityTimeout differ from config"]
+    assert worker["drift"] == ["VisibilityTimeout is 1, config says 900"]
 
 
 def test_area_tasks_converge_only_their_area(inv, emulator) -> None:
@@ -129,8 +129,8 @@ def test_secret_values_never_reach_output(inv, emulator, tmp_path) -> None:
         inv("secrets.get", "SECRET_KEY", "--stage", "dev", "--json"),
         inv("secrets.list", "--stage", "dev"),
         inv("secrets.import", str(env_file), "--stage", "dev"),
-        inv("status", "--stage", "dev"),
         inv("up", "--stage", "dev"),
+        inv("status", "--stage", "dev"),
     ]
 
     assert [r.code for r in runs] == [0] * len(runs), [r.output for r in runs]
