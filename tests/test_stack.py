@@ -22,6 +22,12 @@ def test_waves_put_dependencies_first() -> None:
         ("sns", "redis"),
         ("s3", "firehose"),
         ("redshift", "firehose"),
+        ("iam", "ecs"),
+        ("network", "ecs"),
+        ("ecr", "ecs"),
+        ("sqs", "ecs"),
+        ("dynamodb", "ecs"),
+        ("sns", "ecs"),
     ]:
         assert position[earlier] < position[later], (earlier, later)
     assert {"rds", "redshift", "redis", "search"} <= set(stack.WAVES[position["rds"]])
