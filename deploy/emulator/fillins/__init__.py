@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # Packages under deploy/emulator/fillins/ that the emulator loads at start.
-BUILTIN_SERVICES: tuple[str, ...] = ("redshift", "redshift_data", "elasticbeanstalk")
+BUILTIN_SERVICES: tuple[str, ...] = ("redshift", "redshift_data", "elasticbeanstalk", "ecs")
 
 _lock = Lock()
 _handlers: dict[tuple[str, str], Handler] = {}

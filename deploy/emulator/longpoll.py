@@ -1,0 +1,85 @@
+"""SQS long polls in the emulator, without holding up every other request.
+
+moto answers a ReceiveMessage with WaitTimeSeconds by sleeping inside its backend until a message
+comes or the wait ends, and the emulator serves moto one request at a time: one idle worker's
+20-second poll would stall every other call (the workers' included) for 20 seconds. Here a long
+poll becomes short polls (WaitTimeSeconds 0) under the lock, with the waiting between them done
+outside it, until a message comes or the wait is over: the same answer, as AWS gives it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+POLL_SECONDS = 0.05
+JSON_WAIT = "WaitTimeSeconds"
+
+
+def wait_seconds(environ: dict[str, Any], body: bytes) -> tuple[float, bytes]:
+    """How long the request asks to wait (or its queue's ReceiveMessageWaitTimeSeconds), and the
+    same request as a short poll."""
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-amz-json"):
+        params = json.loads(body or b"{}")
+        wait = params.get(JSON_WAIT)
+        params[JSON_WAIT] = 0
+        short = json.dumps(params).encode("utf-8")
+        url = params.get("QueueUrl", "")
+    else:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        found = dict(pairs)
+        wait = found.get(JSON_WAIT)
+        short = urlencode([(k, v) for k, v in pairs if k != JSON_WAIT] + [(JSON_WAIT, "0")]).encode()
+        url = found.get("QueueUrl", "")
+    if wait is None:
+        wait = _queue_wait(url)
+    return max(0.0, min(float(wait), 20.0)), short
+
+
+def _queue_wait(queue_url: str) -> float:
+    from moto.sqs.models import sqs_backends
+
+    parts = urlsplit(queue_url).path.strip("/").split("/")
+    if len(parts) != 2:
+        return 0.0
+    account, name = parts
+    for backend in sqs_backends[account].values():
+        queue = backend.queues.get(name)
+        if queue is not None:
+            return float(getattr(queue, "receive_message_wait_time_seconds", 0) or 0)
+    return 0.0
+
+
+def has_messages(status: str, body: bytes) -> bool:
+    return not status.startswith("200") or b'"Messages"' in body or b"<Message>" in body
+
+
+def serve_long_poll(
+    environ: dict[str, Any],
+    body: bytes,
+    start_response: Callable[..., Any],
+    serve: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]],
+) -> list[bytes]:
+    """Answer a ReceiveMessage by short polls through `serve` (which takes the emulator's lock)."""
+    wait, short = wait_seconds(environ, body)
+    deadline = time.monotonic() + wait
+    while True:
+        answer: list[Any] = []
+        attempt = dict(environ, CONTENT_LENGTH=str(len(short)))
+        attempt["wsgi.input"] = io.BytesIO(short)
+        payload = b"".join(serve(attempt, _capture(answer)))
+        if has_messages(answer[0], payload) or time.monotonic() >= deadline:
+            start_response(answer[0], answer[1])
+            return [payload]
+        time.sleep(POLL_SECONDS)
+
+
+def _capture(answer: list[Any]) -> Callable[..., None]:
+    def start_response(status: str, headers: list[tuple[str, str]], *rest: Any) -> None:
+        answer[:] = [status, headers]
+
+    return start_response
