@@ -315,3 +315,67 @@ def test_local_stop_leaves_no_worker_process() -> None:
         control.stop()
 
     assert not any(pid_alive(pid) for pid in pids)
+
+
+def test_a_long_poll_waits_for_a_message_without_holding_up_other_calls(aws: Aws) -> None:
+    import threading
+
+    url = aws.sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    received: list[Any] = []
+    poll = threading.Thread(
+        target=lambda: received.append(aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)),
+        daemon=True,
+    )
+    poll.start()
+    time.sleep(0.3)
+
+    began = time.monotonic()
+    aws.sqs.list_queues()
+    aws.ecs.list_clusters()
+    assert time.monotonic() - began < 1.0  # served while the poll waits
+    aws.sqs.send_message(QueueUrl=url, MessageBody="hello")
+    poll.join(timeout=3)
+
+    assert not poll.is_alive() and received[0]["Messages"][0]["Body"] == "hello"
+    began = time.monotonic()
+    assert "Messages" not in aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+    assert time.monotonic() - began >= 0.9  # an empty queue: the whole wait, as AWS does
+
+
+def test_in_process_the_tasks_are_stand_ins_without_processes(aws_in_process: Any) -> None:
+    ecs = boto3.client("ecs", region_name=REGION)
+    ecs.create_cluster(clusterName=CLUSTER)
+    container = {"name": "worker", "image": "worker:1", "memory": 256, "essential": True}
+    good = ecs.register_task_definition(family=FAMILY, containerDefinitions=[container])
+    ecs.create_service(
+        cluster=CLUSTER,
+        serviceName=SERVICE,
+        taskDefinition=good["taskDefinition"]["taskDefinitionArn"],
+        desiredCount=2,
+    )
+
+    (service,) = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"]
+    assert (service["runningCount"], service["deployments"][0]["rolloutState"]) == (2, "COMPLETED")
+    assert not any(hasattr(p, "pid") for p in fillin_backends.get(ACCOUNT, REGION).processes())
+
+    failing = {**container, "environment": [{"name": "EMULATOR_FAIL_START", "value": "1"}]}
+    bad = ecs.register_task_definition(family=FAMILY, containerDefinitions=[failing])
+    ecs.update_service(
+        cluster=CLUSTER, service=SERVICE, taskDefinition=bad["taskDefinition"]["taskDefinitionArn"]
+    )
+    (service,) = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"]
+    assert any("Essential container in task exited (exit code 1)" in e["message"] for e in service["events"])
+    assert service["runningCount"] == 2  # the old tasks stay while the new ones fail
+
+
+@pytest.fixture
+def aws_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from moto import mock_aws
+
+    from deploy.emulator.fillins.ecs import processes
+    from deploy.emulator.fillins.inprocess import serving_in_process
+
+    # This module's emulator server runs in this process too: its processes are not wanted here.
+    monkeypatch.setattr(processes.launcher, "endpoint_url", None)
+    with mock_aws(), serving_in_process():
+        yield

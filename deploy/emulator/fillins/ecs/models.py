@@ -3,7 +3,7 @@
 moto keeps a service as a record and never starts its tasks. Here a service has deployments and
 tasks, and a scheduler (`reconcile`, run on every ECS request and by a background thread) does
 what ECS does: it starts the primary deployment's tasks (each a process, see processes.py), marks
-them RUNNING once they stay up RUNNING_AFTER_SECONDS, stops the tasks of older deployments one
+them RUNNING once they stay up a moment (`startup_seconds`), stops the tasks of older deployments one
 for one as new ones run (so a rolling update never drops below the desired count), marks the
 primary COMPLETED and drops the others once only its tasks run, and records AWS's service events
 ("has started 3 tasks", "has reached a steady state", "deployment completed"). A task whose
@@ -31,7 +31,6 @@ from typing import Any
 from deploy.emulator.fillins.core import FillinBackends
 from deploy.emulator.fillins.ecs import processes
 
-RUNNING_AFTER_SECONDS = 0.5
 RESTART_BACKOFF_SECONDS = 1.0
 MAX_EVENTS = 100
 STOP_TIMEOUT_SECONDS = 30.0
@@ -447,7 +446,11 @@ class EcsServicesFillin:
                 and now - (task.stopping or now) > task.stop_timeout
             ):
                 task.process.kill()
-            elif task.last_status == "PENDING" and now - task.created >= RUNNING_AFTER_SECONDS:
+            elif (
+                task.last_status == "PENDING"
+                and task.process
+                and now - task.created >= task.process.startup_seconds
+            ):
                 task.last_status, task.started = "RUNNING", now
 
     def _scale_primary(self, service: Service) -> None:

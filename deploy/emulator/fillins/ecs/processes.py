@@ -39,6 +39,9 @@ def server_folder() -> Path:
 
 
 class TaskProcess(Protocol):
+    # How long the process must stay up before its task counts as RUNNING.
+    startup_seconds: float
+
     def poll(self) -> int | None: ...
 
     def terminate(self) -> None: ...
@@ -49,6 +52,8 @@ class TaskProcess(Protocol):
 class TimedStandIn:
     """A task with no process (no endpoint to give one): runs until stopped; a failing start
     exits 1 at once, as the real one would."""
+
+    startup_seconds = 0.0
 
     def __init__(self, fail: bool) -> None:
         self.returncode: int | None = 1 if fail else None
@@ -67,6 +72,9 @@ class TimedStandIn:
 
 class LocalProcess:
     """A real process; terminate is SIGTERM (the worker finishes its message), kill SIGKILL."""
+
+    # A worker that cannot start (bad environment, import error) exits well within this.
+    startup_seconds = 0.5
 
     def __init__(self, command: list[str], environment: dict[str, str], cwd: Path) -> None:
         self.process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL)
