@@ -176,6 +176,25 @@ def test_shutdown_times_out_naming_the_task_that_did_not_acknowledge(stage: Stag
     assert body["arguments"]["timestamp"].endswith("Z") and body["arguments"]["deploy_id"]
 
 
+def test_after_a_shutdown_deploy_replaces_the_idle_workers_without_a_second_shutdown(
+    stage: Stage, run_workers, call_log: CallLog
+) -> None:
+    arns = start_tasks(stage, 3)
+    run_workers(arns)
+    workers.shutdown_workers(stage, Reporter(as_json=True), wait=True, timeout=20)
+    stage.on_call(call_log)
+
+    rollout = workers.plan_rollout(stage, None, None)
+    assert sorted(rollout.idle) == sorted(arns) and not rollout.register and rollout.new_tasks
+    # moto's services never start tasks, so the forced deployment does not become stable here
+    # (tests/e2e/test_workers.py follows it on the emulator).
+    with pytest.raises(WaitTimeout):
+        workers.deploy_worker(stage, Reporter(as_json=True), image=None, build=None, timeout=1)
+
+    made = [operation for _, operation in call_log.mutating]
+    assert made == ["UpdateService"], "no second shutdown, no new revision: new tasks of the same one"
+
+
 def test_previews_make_no_mutating_call(
     make_stage, stage: Stage, network_config: Path, call_log: CallLog
 ) -> None:

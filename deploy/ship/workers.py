@@ -109,22 +109,22 @@ def send_shutdowns(stage: Stage, count: int, deploy_id: str, sent_at: float) -> 
             )
 
 
-def read_acknowledgements(stage: Stage, deploy_id: str, since: float) -> dict[str, str]:
-    """worker -> time of its acknowledgement of `deploy_id`, from the worker log table's index."""
+def read_acknowledgements(stage: Stage, deploy_id: str | None, since: float) -> dict[str, str]:
+    """worker -> time of its acknowledgement of `deploy_id` (of any deploy when None) made after
+    `since`, from the worker log table's index."""
     from deploy.areas.dynamodb import WORKER_LOGS_INDEX
 
+    values = {":ack": {"S": ACK_ACTION}, ":since": {"S": iso_utc(since)}}
     params: dict[str, Any] = {
         "TableName": stage.config.dynamodb.tables.worker_logs,
         "IndexName": WORKER_LOGS_INDEX,
         "KeyConditionExpression": "#action = :ack AND started_at >= :since",
-        "FilterExpression": "deploy_id = :deploy",
         "ExpressionAttributeNames": {"#action": "action"},
-        "ExpressionAttributeValues": {
-            ":ack": {"S": ACK_ACTION},
-            ":since": {"S": iso_utc(since)},
-            ":deploy": {"S": deploy_id},
-        },
+        "ExpressionAttributeValues": values,
     }
+    if deploy_id is not None:
+        params["FilterExpression"] = "deploy_id = :deploy"
+        values[":deploy"] = {"S": deploy_id}
     found: dict[str, str] = {}
     client = stage.client("dynamodb")
     while True:
@@ -136,12 +136,29 @@ def read_acknowledgements(stage: Stage, deploy_id: str, since: float) -> dict[st
         params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def idle_workers(stage: Stage, tasks: list[dict[str, Any]]) -> list[str]:
+    """The running tasks that acknowledged a shutdown: they take no more messages, so the service
+    needs new tasks even when nothing else changed."""
+    if not tasks:
+        return []
+    starts = [t["startedAt"].timestamp() for t in tasks if t.get("startedAt") is not None]
+    since = (min(starts) if starts else 0.0) - CLOCK_SKEW_SECONDS
+    acknowledged = read_acknowledgements(stage, None, max(since, 0.0))
+    return [t["taskArn"] for t in tasks if t["taskArn"] in acknowledged]
+
+
 def shutdown_workers(
-    stage: Stage, reporter: Reporter, *, wait: bool = True, timeout: float | None = None
+    stage: Stage,
+    reporter: Reporter,
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    skip: list[str] | tuple[str, ...] = (),
 ) -> Shutdown:
-    """One WorkerShutDownAction per RUNNING task of the service; with `wait`, one line per worker
-    as its acknowledgement arrives, until all did (WaitTimeout naming the others after `timeout`)."""
-    tasks = running_tasks(stage)
+    """One WorkerShutDownAction per RUNNING task of the service (but those in `skip`, which already
+    acknowledged one); with `wait`, one line per worker as its acknowledgement arrives, until all
+    did (WaitTimeout naming the others after `timeout`)."""
+    tasks = [task for task in running_tasks(stage) if task["taskArn"] not in skip]
     now = time.time()
     shutdown = Shutdown(new_deploy_id(now), now, [t["taskArn"] for t in tasks])
     if not tasks:
@@ -194,25 +211,33 @@ def wait_for_acknowledgements(stage: Stage, reporter: Reporter, shutdown: Shutdo
 
 @dataclass
 class Rollout:
-    """What a deploy would change: a new revision (its parameters), a new count, or nothing."""
+    """What a deploy would change: a new revision (its parameters), a new count, new tasks in place
+    of idle ones, or nothing."""
 
     service: dict[str, Any]
     live: dict[str, Any] | None
     wanted: dict[str, Any]
     register: bool
     count: int | None
+    idle: list[str] = field(default_factory=list)
+
+    @property
+    def on_latest(self) -> bool:
+        return self.live is not None and self.service.get("taskDefinition") == self.live["taskDefinitionArn"]
+
+    @property
+    def new_tasks(self) -> bool:
+        """Whether the service needs a new deployment (then the running workers are shut down first)."""
+        return self.register or not self.on_latest or bool(self.idle)
 
     @property
     def changes(self) -> bool:
-        on_latest = (
-            self.live is not None and self.service.get("taskDefinition") == self.live["taskDefinitionArn"]
-        )
-        return self.register or self.count is not None or not on_latest
+        return self.new_tasks or self.count is not None
 
 
 def plan_rollout(stage: Stage, image: str | None, count: int | None) -> Rollout:
-    """Reads only: the service, the latest revision and the definition rendered for `image`
-    (default: the image the latest revision runs)."""
+    """Reads only: the service, the latest revision, the definition rendered for `image` (default:
+    the image the latest revision runs), and the running workers that acknowledged a shutdown."""
     from deploy.areas.ecs import (
         current_image,
         latest_task_definition,
@@ -233,7 +258,8 @@ def plan_rollout(stage: Stage, image: str | None, count: int | None) -> Rollout:
     wanted = render_task_definition(stage, image or current_image(stage, live))
     register = not same_task_definition(wanted, live)
     new_count = count if count is not None and count != service.get("desiredCount") else None
-    return Rollout(service, live, wanted, register, new_count)
+    idle = idle_workers(stage, running_tasks(stage))
+    return Rollout(service, live, wanted, register, new_count, idle)
 
 
 def register_revision(stage: Stage, wanted: dict[str, Any], reporter: Reporter) -> str:
@@ -244,11 +270,17 @@ def register_revision(stage: Stage, wanted: dict[str, Any], reporter: Reporter) 
     return found["taskDefinitionArn"]
 
 
-def update_service(stage: Stage, revision: str, count: int | None, reporter: Reporter) -> None:
+def update_service(
+    stage: Stage, revision: str, count: int | None, reporter: Reporter, *, force: bool
+) -> None:
+    """Move the service to `revision`; `force`: new tasks even on the revision it runs (its
+    workers acknowledged a shutdown and take no more messages)."""
     ecs = stage.config.ecs
     params: dict[str, Any] = {"cluster": ecs.cluster, "service": ecs.service, "taskDefinition": revision}
     if count is not None:
         params["desiredCount"] = count
+    if force:
+        params["forceNewDeployment"] = True
     stage.client("ecs").update_service(**params)
     shown = f" with {count} worker(s)" if count is not None else ""
     reporter.message(f"updating {ecs.service} to {short_task(revision)}{shown}")
@@ -264,7 +296,7 @@ def apply_rollout(stage: Stage, rollout: Rollout, reporter: Reporter, timeout: f
         if rollout.register
         else rollout.live["taskDefinitionArn"]
     )  # type: ignore[index]
-    update_service(stage, revision, rollout.count, reporter)
+    update_service(stage, revision, rollout.count, reporter, force=rollout.new_tasks and revision == previous)
     try:
         wait_stable(stage, revision, since, reporter, timeout)
     except (AwsError, WaitTimeout) as exc:
@@ -394,8 +426,10 @@ def deploy_worker(
             f"would shut the workers down, {what}update {stage.config.ecs.service} to {result.image}"
         )
         return result
-    if not skip_shutdown:
-        result.shutdown = shutdown_workers(stage, reporter, wait=True)
+    if rollout.idle:
+        reporter.message(f"{len(rollout.idle)} running worker(s) acknowledged a shutdown: they are replaced")
+    if rollout.new_tasks and not skip_shutdown:
+        result.shutdown = shutdown_workers(stage, reporter, wait=True, skip=rollout.idle)
     limit = timeout or stage.config.ecs.deploy_timeout_minutes * 60
     result.revision = apply_rollout(stage, rollout, reporter, limit)
     reporter.message(f"{stage.config.ecs.service} runs {short_task(result.revision)}, stable")
