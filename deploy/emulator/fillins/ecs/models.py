@@ -133,6 +133,12 @@ class EcsServicesFillin:
         self.services: dict[tuple[str, str], Service] = {}
         self.tasks: dict[str, Task] = {}
         self.lock = threading.RLock()
+        # Set by a reset: the scheduler may still hold this backend, and must start nothing more.
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
 
     # -- moto's side: clusters, task definitions, secrets ------------------------------------------
 
@@ -148,14 +154,16 @@ class EcsServicesFillin:
             raise EcsError("ClusterNotFoundException", "Cluster not found.")
         return found
 
-    def task_definition(self, name_or_arn: str) -> Any:
+    def task_definition(self, name_or_arn: str, *, inactive: bool = False) -> Any:
+        """A task definition by family, family:revision or ARN; an INACTIVE (deregistered) one only
+        when asked: a service keeps running the revision it has, but a new one must be ACTIVE."""
         from moto.ecs.exceptions import TaskDefinitionNotFoundException
 
         try:
             found = self._moto().describe_task_definition(name_or_arn)
         except TaskDefinitionNotFoundException:
             found = None
-        if found is None or found.status != "ACTIVE":
+        if found is None or (found.status != "ACTIVE" and not inactive):
             raise EcsError(
                 "InvalidParameterException", f"TaskDefinition not found or not ACTIVE: {name_or_arn}"
             )
@@ -349,7 +357,7 @@ class EcsServicesFillin:
             task.process.terminate()
 
     def _start_tasks(self, service: Service, deployment: Deployment, count: int) -> None:
-        definition = self.task_definition(deployment.task_definition_arn)
+        definition = self.task_definition(deployment.task_definition_arn, inactive=True)
         container = definition.container_definitions[0]
         started = []
         for _ in range(count):
@@ -418,6 +426,8 @@ class EcsServicesFillin:
 
     def reconcile_service(self, service: Service) -> None:
         with self.lock:
+            if self.closed:
+                return
             self._observe(service)
             if service.status == "ACTIVE":
                 self._check_circuit_breaker(service)
@@ -554,7 +564,9 @@ class EcsServicesFillin:
     # -- processes ---------------------------------------------------------------------------------
 
     def processes(self) -> list[processes.TaskProcess]:
-        return [t.process for t in self.tasks.values() if t.process is not None and t.process.poll() is None]
+        return [
+            t.process for t in list(self.tasks.values()) if t.process is not None and t.process.poll() is None
+        ]
 
 
 class EcsBackends(FillinBackends[EcsServicesFillin]):
@@ -565,7 +577,10 @@ class EcsBackends(FillinBackends[EcsServicesFillin]):
             return list(self._backends.values())
 
     def reset(self) -> None:
-        stop_processes(self.all())
+        backends = self.all()
+        for backend in backends:
+            backend.close()
+        stop_processes(backends)
         super().reset()
 
 
