@@ -30,6 +30,7 @@ from deploy.ship import worker_tasks as tasks
 from deploy.stage import Stage
 from tests.conftest import ROOT, CallLog
 from tests.helpers import converge
+from tests.test_ecs import existing_network
 
 SERVER = ROOT / "server"
 sys.path.insert(0, str(SERVER))
@@ -37,7 +38,6 @@ sys.path.insert(0, str(SERVER))
 from apps.sqsworker.worker import Worker, WorkerConfig, WorkerContext  # noqa: E402
 
 SERVICE_GROUP = "service:iotile-cloud-sqs-worker-service"
-FAST = "waits: {poll_seconds: 0.05, timeout_seconds: 30}\necs: {shutdown_timeout_seconds: 20}\n"
 
 
 @pytest.fixture
@@ -48,23 +48,6 @@ def tasks_stay_running() -> Iterator[None]:
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
     yield
     state_manager.unset_transition(model_name="ecs::task")
-
-
-def existing_network(config_copy) -> Path:
-    """A VPC with two private subnets and the app group, made directly (the network area's own VPC
-    takes seconds to converge, and these tests are about the workers), named in the config."""
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{n}.0/24", AvailabilityZone=f"us-east-1{zone}")[
-            "Subnet"
-        ]["SubnetId"]
-        for n, zone in enumerate("ab")
-    ]
-    ec2.create_security_group(GroupName="iotile-cloud-app-dev", Description="app", VpcId=vpc)
-    return config_copy("dev", FAST + f"network: {{vpc_id: {vpc}, subnet_ids: [{', '.join(subnets)}]}}\n")
 
 
 @pytest.fixture
