@@ -216,7 +216,9 @@ def test_a_new_task_definition_rolls_the_workers_new_first(aws: Aws) -> None:
     for task in stopped.values():
         assert task["lastStatus"] == "STOPPED" and task["stoppedReason"].startswith("Scaling activity")
         assert task["containers"][0]["exitCode"] == 0  # SIGTERM: the worker exited cleanly
-        assert task["stoppedAt"] >= max(t["startedAt"] for t in new)  # the new ones ran first
+    # One for one: the n-th old task stopped only once n new ones ran.
+    stops, starts = sorted(t["stoppedAt"] for t in stopped.values()), sorted(t["startedAt"] for t in new)
+    assert all(stop >= start for stop, start in zip(stops, starts, strict=True))
     assert not any(pid_alive(pid) for pid in old_pids)
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins, fixes, longpoll, strict
-from deploy.emulator.calls import RequestLog, describe_call, is_form, read_body
+from deploy.emulator import fillins, fixes, longpoll, strict, workers
+from deploy.emulator.calls import RequestLog, credential_of, describe_call, is_form, read_body
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -46,6 +46,9 @@ class EmulatorApp:
         form_body = read_body(environ) if is_form(environ) else b""
         call = describe_call(environ, form_body)
         self.log.record(call)
+        credential = credential_of(environ)
+        if credential is not None:
+            workers.heard_from(credential.access_key)
         if (call.service, call.operation) == ("sqs", "ReceiveMessage"):
             body = form_body or read_body(environ)
             return longpoll.serve_long_poll(environ, body, start_response, self._moto)
@@ -53,7 +56,10 @@ class EmulatorApp:
         with self._serve_lock:
             if handler is not None:
                 return self._fillin(handler, environ, start_response, form_body)
-            return list(self.moto_app(environ, start_response))
+            answer = list(self.moto_app(environ, start_response))
+        if call.service == "sqs" and call.mutating:
+            longpoll.queue_changed()
+        return answer
 
     def _moto(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         with self._serve_lock:

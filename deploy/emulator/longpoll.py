@@ -4,20 +4,54 @@ moto answers a ReceiveMessage with WaitTimeSeconds by sleeping inside its backen
 comes or the wait ends, and the emulator serves moto one request at a time: one idle worker's
 20-second poll would stall every other call (the workers' included) for 20 seconds. Here a long
 poll becomes short polls (WaitTimeSeconds 0) under the lock, with the waiting between them done
-outside it, until a message comes or the wait is over: the same answer, as AWS gives it.
+outside it (until a queue changes, or a quarter of a second), until a message comes or the wait is
+over: the same answer, as AWS gives it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-POLL_SECONDS = 0.05
+# Between short polls a long poll waits for a change to any queue (a send, say), or this long at
+# most: a message can also become visible again with no request at all (its visibility timeout).
+IDLE_POLL_SECONDS = 0.25
 JSON_WAIT = "WaitTimeSeconds"
+
+
+class Changes:
+    """A counter of SQS changes that long polls wait on, instead of asking moto again and again
+    (thirty idle workers would otherwise keep the emulator busy answering empty polls)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def seen(self) -> int:
+        with self._condition:
+            return self._generation
+
+    def changed(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, since: int, timeout: float) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._generation != since, timeout=max(0.0, timeout))
+
+
+changes = Changes()
+
+
+def queue_changed() -> None:
+    """Called after every SQS call that may change a queue: waiting polls look again."""
+    changes.changed()
 
 
 def wait_seconds(environ: dict[str, Any], body: bytes) -> tuple[float, bytes]:
@@ -71,11 +105,13 @@ def serve_long_poll(
         answer: list[Any] = []
         attempt = dict(environ, CONTENT_LENGTH=str(len(short)))
         attempt["wsgi.input"] = io.BytesIO(short)
+        seen = changes.seen()
         payload = b"".join(serve(attempt, _capture(answer)))
-        if has_messages(answer[0], payload) or time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if has_messages(answer[0], payload) or left <= 0:
             start_response(answer[0], answer[1])
             return [payload]
-        time.sleep(POLL_SECONDS)
+        changes.wait(seen, min(left, IDLE_POLL_SECONDS))
 
 
 def _capture(answer: list[Any]) -> Callable[..., None]:

@@ -43,5 +43,10 @@ def stop() -> None:
         processes.launcher.endpoint_url = None
 
 
+def heard_from(access_key: str) -> None:
+    """A request signed with `access_key` was served (a task's process calling in is up)."""
+    processes.heard_from(access_key)
+
+
 def running_processes() -> int:
     return sum(len(backend.processes()) for backend in models.fillin_backends.all())

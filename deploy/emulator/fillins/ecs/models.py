@@ -2,8 +2,9 @@
 
 moto keeps a service as a record and never starts its tasks. Here a service has deployments and
 tasks, and a scheduler (`reconcile`, run on every ECS request and by a background thread) does
-what ECS does: it starts the primary deployment's tasks (each a process, see processes.py), marks
-them RUNNING once they stay up a moment (`startup_seconds`), stops the tasks of older deployments one
+what ECS does: it places the primary deployment's tasks (PROVISIONING), gives each its process
+(PENDING; see processes.py, a few booting at a time), marks them RUNNING once the process calls
+the emulator, stops the tasks of older deployments one
 for one as new ones run (so a rolling update never drops below the desired count), marks the
 primary COMPLETED and drops the others once only its tasks run, and records AWS's service events
 ("has started 3 tasks", "has reached a steady state", "deployment completed"). A task whose
@@ -66,7 +67,7 @@ class Task:
     launch_type: str
     capacity_provider: str | None
     created: float = field(default_factory=_clock)
-    last_status: str = "PENDING"
+    last_status: str = "PROVISIONING"
     desired_status: str = "RUNNING"
     started: float | None = None
     stopping: float | None = None
@@ -378,14 +379,27 @@ class EcsServicesFillin:
             )
             self.tasks[task.arn] = task
             started.append(task)
-            environment, missing = self._environment(container)
-            if missing:
-                self._fail(service, task, f"ResourceInitializationError: unable to pull secrets: {missing}")
-                continue
-            task.process = processes.launcher.launch(environment, self.region, task.arn)
         if started:
             ids = " ".join(f"(task {t.id})" for t in started)
             service.event(f"(service {service.name}) has started {len(started)} tasks: {ids}.")
+        self._launch_provisioned()
+
+    def _launch_provisioned(self) -> None:
+        """Give PROVISIONING tasks their process, oldest first, MAX_BOOTING booting at a time."""
+        booting = sum(1 for t in self.tasks.values() if t.last_status == "PENDING" and t.process is not None)
+        waiting = sorted(
+            (t for t in self.tasks.values() if t.last_status == "PROVISIONING" and t.live),
+            key=lambda t: t.created,
+        )
+        for task in waiting[: max(0, processes.MAX_BOOTING - booting)]:
+            service = self.services.get((task.cluster_arn.rsplit("/", 1)[-1], task.service))
+            definition = self.task_definition(task.task_definition_arn, inactive=True)
+            environment, missing = self._environment(definition.container_definitions[0])
+            if service is not None and missing:
+                self._fail(service, task, f"ResourceInitializationError: unable to pull secrets: {missing}")
+                continue
+            task.last_status = "PENDING"
+            task.process = processes.launcher.launch(environment, self.region, task.arn)
 
     def _strategy(self, service: Service) -> str | None:
         strategy = service.settings.get("capacityProviderStrategy") or []
@@ -432,6 +446,7 @@ class EcsServicesFillin:
             if service.status == "ACTIVE":
                 self._check_circuit_breaker(service)
                 self._scale_primary(service)
+                self._launch_provisioned()
                 self._retire_old(service)
                 self._complete(service)
             elif service.status == "DRAINING" and not self._tasks(service):
@@ -456,11 +471,7 @@ class EcsServicesFillin:
                 and now - (task.stopping or now) > task.stop_timeout
             ):
                 task.process.kill()
-            elif (
-                task.last_status == "PENDING"
-                and task.process
-                and now - task.created >= task.process.startup_seconds
-            ):
+            elif task.last_status == "PENDING" and task.process is not None and task.process.ready():
                 task.last_status, task.started = "RUNNING", now
 
     def _scale_primary(self, service: Service) -> None:

@@ -3,7 +3,8 @@ emulator serves no HTTP endpoint (moto in-process, the unit tests), a stand-in t
 
 The emulator's server enables real processes (`enable_processes`) once it listens: each task is
 `python -m apps.sqsworker` in the repository's `server/` folder, with the task definition's
-environment and resolved secrets, `AWS_ENDPOINT_URL` at the emulator and dummy credentials. The
+environment and resolved secrets, `AWS_ENDPOINT_URL` at the emulator and dummy credentials (an
+access key of its own, so the emulator sees when the process first calls it: RUNNING). The
 image is not run (there is no Docker here); the worker in `server/` is what the image would hold.
 A container variable `EMULATOR_FAIL_START=1` makes the process exit 1 at once (tests of a failed
 deployment). Processes join the emulator's process group: `inv local.stop` signals that group, so
@@ -24,9 +25,16 @@ from pathlib import Path
 from typing import Protocol
 
 FAIL_START_VARIABLE = "EMULATOR_FAIL_START"
+# Each task signs with its own access key: the emulator's first request from that key is the sign
+# that the task's process is up (RUNNING), the way ECS marks a container started.
+TASK_KEY_PREFIX = "EMUTASK"
+# A process that never calls AWS counts as started after this long.
+READY_FALLBACK_SECONDS = 10.0
+# Processes starting at once: booting is CPU-bound (Python, boto3's models), and thirty at a time
+# on a laptop would all be ready late instead of the first few soon.
+MAX_BOOTING = max(2, os.cpu_count() or 2)
 WORKER_COMMAND = ("-m", "apps.sqsworker")
 FAIL_COMMAND = ("-c", "import sys; sys.exit(1)")
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "emulator"}
 # What a process keeps of the emulator's environment (a container starts from an empty one).
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "SYSTEMROOT")
 RECONCILE_SECONDS = 0.1
@@ -38,11 +46,27 @@ def server_folder() -> Path:
     return Path(deploy.__file__).resolve().parents[1] / "server"
 
 
-class TaskProcess(Protocol):
-    # How long the process must stay up before its task counts as RUNNING.
-    startup_seconds: float
+_heard: set[str] = set()
+_heard_lock = threading.Lock()
 
+
+def heard_from(access_key: str) -> None:
+    """The emulator served a request signed with `access_key`: a task's process is up."""
+    if access_key.startswith(TASK_KEY_PREFIX):
+        with _heard_lock:
+            _heard.add(access_key)
+
+
+def task_key(task_id: str) -> str:
+    return (TASK_KEY_PREFIX + task_id.upper())[:20]
+
+
+class TaskProcess(Protocol):
     def poll(self) -> int | None: ...
+
+    def ready(self) -> bool:
+        """Up and working: its task is RUNNING."""
+        ...
 
     def terminate(self) -> None: ...
 
@@ -53,10 +77,11 @@ class TimedStandIn:
     """A task with no process (no endpoint to give one): runs until stopped; a failing start
     exits 1 at once, as the real one would."""
 
-    startup_seconds = 0.0
-
     def __init__(self, fail: bool) -> None:
         self.returncode: int | None = 1 if fail else None
+
+    def ready(self) -> bool:
+        return self.returncode is None
 
     def poll(self) -> int | None:
         return self.returncode
@@ -73,11 +98,18 @@ class TimedStandIn:
 class LocalProcess:
     """A real process; terminate is SIGTERM (the worker finishes its message), kill SIGKILL."""
 
-    # A worker that cannot start (bad environment, import error) exits well within this.
-    startup_seconds = 0.5
-
     def __init__(self, command: list[str], environment: dict[str, str], cwd: Path) -> None:
+        self.access_key = environment.get("AWS_ACCESS_KEY_ID", "")
+        self.started = time.monotonic()
         self.process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL)
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            return False
+        with _heard_lock:
+            if self.access_key in _heard:
+                return True
+        return time.monotonic() - self.started >= READY_FALLBACK_SECONDS
 
     @property
     def pid(self) -> int:
@@ -108,8 +140,9 @@ class Launcher:
             return TimedStandIn(fail)
         env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         env.update(environment)
-        env.update(DUMMY_CREDENTIALS)
         env.update(
+            AWS_ACCESS_KEY_ID=task_key(task_arn.rsplit("/", 1)[-1]),
+            AWS_SECRET_ACCESS_KEY="emulator",
             AWS_ENDPOINT_URL=self.endpoint_url,
             AWS_REGION=region,
             AWS_DEFAULT_REGION=region,
