@@ -166,6 +166,8 @@ def test_a_service_runs_its_tasks_as_worker_processes_that_consume_the_queue(aws
 
     service = aws.service()
     assert (service["runningCount"], service["desiredCount"]) == (3, 3)
+    (cluster,) = aws.ecs.describe_clusters(clusters=[CLUSTER])["clusters"]
+    assert (cluster["activeServicesCount"], cluster["runningTasksCount"]) == (1, 3)
     (deployment,) = service["deployments"]
     assert (deployment["status"], deployment["rolloutState"]) == ("PRIMARY", "COMPLETED")
     assert service["deploymentConfiguration"] == BREAKER

@@ -451,6 +451,19 @@ class EcsServicesFillin:
                 self._complete(service)
             elif service.status == "DRAINING" and not self._tasks(service):
                 service.status = "INACTIVE"
+            self._count_on_cluster(service)
+
+    def _count_on_cluster(self, service: Service) -> None:
+        """DescribeClusters (moto's) counts the services and tasks this fill-in runs."""
+        cluster = self._moto().clusters.get(service.cluster_name)
+        if cluster is None:
+            return
+        tasks = [t for t in self.tasks.values() if t.cluster_arn == service.cluster_arn and t.live]
+        cluster.running_tasks_count = sum(1 for t in tasks if t.last_status == "RUNNING")
+        cluster.pending_tasks_count = len(tasks) - cluster.running_tasks_count
+        cluster.active_services_count = sum(
+            1 for s in self.services.values() if s.cluster_arn == service.cluster_arn and s.status == "ACTIVE"
+        )
 
     def _observe(self, service: Service) -> None:
         """Read what the processes did: started, exited, stopped on request."""
