@@ -538,6 +538,9 @@ class Ecs(Section):
     max_instances: int = Field(ge=1, le=100)
     # Managed scaling keeps the instances this full (percent) of what the tasks reserve.
     target_capacity: int = Field(default=100, ge=1, le=100)
+    # Plain settings for the worker container, beside the ones the tool sets (queue, table, topic);
+    # secrets never go here (they are secrets.readers.worker_task_definition, by ARN).
+    environment: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
     shutdown_timeout_seconds: int = Field(default=600, ge=1, le=3600)
     deploy_timeout_minutes: int = Field(default=15, ge=1, le=180)
 
@@ -630,6 +633,18 @@ class StageConfig(Section):
             raise ValueError(
                 f"eb.environment_variables: {', '.join(clash)} is a secret (secrets.readers.app): "
                 "Beanstalk gets it by Parameter Store ARN, never as a value"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _worker_secrets_by_reference(self) -> StageConfig:
+        readers = self.secrets.readers
+        secret = set(readers.get("worker_task_definition", [])) | set(readers.get("workers", []))
+        clash = sorted(set(self.ecs.environment) & secret)
+        if clash:
+            raise ValueError(
+                f"ecs.environment: {', '.join(clash)} is a secret (secrets.readers): the worker gets it "
+                "from Parameter Store, never as a value"
             )
         return self
 

@@ -91,6 +91,7 @@ def worker_environment(stage: Stage) -> dict[str, str]:
         "WORKER_LOG_TTL_DAYS": str(config.dynamodb.worker_logs_ttl_days),
         "WORKER_QUEUE_NAME": config.sqs.queues.worker,
         "WORKER_WAIT_SECONDS": str(config.ecs.wait_seconds),
+        **config.ecs.environment,
     }
 
 
