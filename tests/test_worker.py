@@ -95,7 +95,7 @@ class Stack:
             "WORKER_LOG_TABLE": TABLE,
             "STAFF_NOTIFICATIONS_TOPIC_ARN": self.topic,
             "WORKER_LOG_TTL_DAYS": "31",
-            "WORKER_WAIT_SECONDS": "1",
+            "WORKER_WAIT_SECONDS": "0",  # short polls: a stopped loop ends within IDLE_SECONDS
             "AWS_DEFAULT_REGION": REGION,
             **extra,
         }
@@ -209,7 +209,7 @@ def test_shutdown_is_acknowledged_notified_and_then_no_more_messages_are_taken(
 
     (ack,) = wait_for(lambda: stack.acknowledgements("d-1", sent - 5))
     later = [stack.send(message("WorkerHealthCheckAction")) for _ in range(3)]
-    time.sleep(1.5)  # longer than a long poll: a worker still polling would have taken one
+    time.sleep(1.0)  # five polls' time: a worker still polling would have taken one
 
     assert ack["task_id"] == f"shutdown/d-1/{WORKER_ID}" and ack["worker"] == WORKER_ID
     assert stack.record(shutdown)["status"] == "ok"

@@ -272,8 +272,12 @@ class Worker:
             if self.state == "stopped":
                 self.stop_requested.wait(IDLE_SECONDS)
                 continue
-            for message in self.receive():
+            messages = self.receive()
+            for message in messages:
                 self.handle(message)
+            if not messages and not self.context.config.wait_seconds:
+                # Short polling (WORKER_WAIT_SECONDS=0): pause between empty answers.
+                self.stop_requested.wait(IDLE_SECONDS)
         log.info("worker %s stopped", self.context.identity)
         return 0
 
