@@ -383,3 +383,16 @@ def aws_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(processes.launcher, "endpoint_url", None)
     with mock_aws(), serving_in_process():
         yield
+
+
+def test_a_second_server_in_the_process_shares_the_workers(aws: Aws, server: EmulatorServer) -> None:
+    from deploy.emulator.fillins.ecs import processes
+
+    aws.ecs.create_service(
+        cluster=CLUSTER, serviceName=SERVICE, taskDefinition=aws.register("v1"), desiredCount=1
+    )
+    wait_for(lambda: len(aws.running()) == 1)
+    with EmulatorServer() as second:
+        assert processes.launcher.endpoint_url == second.endpoint_url
+    assert processes.launcher.endpoint_url == server.endpoint_url
+    assert workers.running_processes() == 1  # the first server still serves them

@@ -71,7 +71,13 @@ def wait_seconds(environ: dict[str, Any], body: bytes) -> tuple[float, bytes]:
         url = found.get("QueueUrl", "")
     if wait is None:
         wait = _queue_wait(url)
-    return max(0.0, min(float(wait), 20.0)), short
+    try:
+        seconds = float(wait)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 20:
+        return 0.0, body  # moto refuses it as AWS does
+    return seconds, short
 
 
 def _queue_wait(queue_url: str) -> float:

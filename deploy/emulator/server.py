@@ -75,7 +75,7 @@ class EmulatorServer:
     def stop(self) -> None:
         if self._server is None:
             return
-        workers.stop()
+        workers.stop(self.endpoint_url)
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

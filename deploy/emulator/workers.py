@@ -1,6 +1,10 @@
 """The emulator's worker runner: while the emulator serves HTTP, the tasks of ECS services run as
 real local processes (see fillins/ecs/), advanced by a scheduler thread, and all of them stop with
-the emulator (or on a reset)."""
+the emulator (or on a reset).
+
+moto's state is per process, so every emulator server of a process serves the same services: the
+processes call the server started last, and stop when the last server of the process stops.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from deploy.emulator.fillins.ecs import models, processes
 
 _lock = threading.Lock()
 _reconciler: processes.Reconciler | None = None
+_endpoints: list[str] = []
 
 
 def start(endpoint_url: str, serve_lock: AbstractContextManager[object] | None = None) -> None:
@@ -25,17 +30,25 @@ def start(endpoint_url: str, serve_lock: AbstractContextManager[object] | None =
                 backend.reconcile_all()
 
     with _lock:
-        if _reconciler is not None:
-            raise RuntimeError("the worker runner already serves an emulator in this process")
+        _endpoints.append(endpoint_url)
         processes.launcher.endpoint_url = endpoint_url
-        _reconciler = processes.Reconciler(step)
-        _reconciler.start()
+        if _reconciler is None:
+            _reconciler = processes.Reconciler(step)
+            _reconciler.start()
 
 
-def stop() -> None:
-    """Stop the scheduler and every task's process (SIGTERM, then SIGKILL after a grace)."""
+def stop(endpoint_url: str | None = None) -> None:
+    """The server at `endpoint_url` stops (None: every one): when no server is left, stop the
+    scheduler and every task's process (SIGTERM, then SIGKILL after a grace)."""
     global _reconciler
     with _lock:
+        if endpoint_url in _endpoints:
+            _endpoints.remove(endpoint_url)
+        else:
+            _endpoints.clear()
+        if _endpoints:
+            processes.launcher.endpoint_url = _endpoints[-1]
+            return
         if _reconciler is not None:
             _reconciler.stop()
             _reconciler = None
