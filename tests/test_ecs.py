@@ -232,3 +232,58 @@ def test_more_instances_at_least_than_at_most_is_bad_input(config_copy) -> None:
     folder = config_copy("dev", "ecs: {min_instances: 5, max_instances: 2}\n")
     with pytest.raises(ConfigError, match="ecs"):
         load_config("dev", folder)
+
+
+# -- the emulator's strict rules for what the workers call (deploy/emulator/strict.py) ------------
+
+
+def test_aws_refuses_a_capacity_provider_named_like_its_own(stage: Stage) -> None:
+    from botocore.exceptions import ClientError
+
+    arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x:autoScalingGroupName/g"
+    with pytest.raises(ClientError, match="can't be prefixed"):
+        stage.client("ecs").create_capacity_provider(
+            name="ECS-workers", autoScalingGroupProvider={"autoScalingGroupArn": arn}
+        )
+    assert not ecs.capacity_names(stage).provider.lower().startswith(("aws", "ecs", "fargate"))
+
+
+def test_a_service_strategy_needs_the_provider_on_the_cluster(stage: Stage) -> None:
+    from botocore.exceptions import ClientError
+
+    client = stage.client("ecs")
+    client.create_cluster(clusterName="bare")
+    client.register_task_definition(
+        family="f", containerDefinitions=[{"name": "w", "image": "x", "memory": 128}]
+    )
+    strategy = [{"capacityProvider": "somewhere", "weight": 1}]
+    with pytest.raises(ClientError, match="not associated with the cluster"):
+        client.create_service(
+            cluster="bare",
+            serviceName="s",
+            taskDefinition="f",
+            desiredCount=1,
+            capacityProviderStrategy=strategy,
+        )
+    # The area associates its provider first: the service that follows is accepted.
+    converge(stage, "ecr", "ecs")
+    assert ecs.read_service(stage) is not None
+
+
+def test_aws_reads_a_lifecycle_policy_more_strictly_than_moto(stage: Stage) -> None:
+    from botocore.exceptions import ClientError
+
+    converge(stage, "ecr")
+    tagged = {"tagStatus": "tagged", "countType": "imageCountMoreThan", "countNumber": 5}
+    policy = {"rules": [{"rulePriority": 1, "selection": tagged, "action": {"type": "expire"}}]}
+    with pytest.raises(ClientError, match="tagPrefixList or tagPatternList"):
+        stage.client("ecr").put_lifecycle_policy(
+            repositoryName="iotile-cloud-worker", lifecyclePolicyText=json.dumps(policy)
+        )
+    assert ecr_refusal(ecr.lifecycle_policy(20)) is None
+
+
+def ecr_refusal(policy: dict) -> str | None:
+    from deploy.emulator.strict import ecr_lifecycle_refusal
+
+    return ecr_lifecycle_refusal(json.dumps(policy))
