@@ -396,3 +396,16 @@ def test_a_second_server_in_the_process_shares_the_workers(aws: Aws, server: Emu
         assert processes.launcher.endpoint_url == second.endpoint_url
     assert processes.launcher.endpoint_url == server.endpoint_url
     assert workers.running_processes() == 1  # the first server still serves them
+
+
+def test_a_strategy_needs_providers_of_the_cluster(aws: Aws) -> None:
+    strategy = [{"capacityProvider": "iotile-workers-local", "weight": 1}]
+    with pytest.raises(ClientError, match="not associated with the cluster"):
+        aws.ecs.create_service(
+            cluster=CLUSTER,
+            serviceName=SERVICE,
+            taskDefinition=aws.register("v1"),
+            desiredCount=1,
+            capacityProviderStrategy=strategy,
+        )
+    assert aws.ecs.list_services(cluster=CLUSTER)["serviceArns"] == []

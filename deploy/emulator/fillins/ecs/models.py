@@ -126,6 +126,19 @@ class Service:
         return {**DEFAULT_DEPLOYMENT, **(self.settings.get("deploymentConfiguration") or {})}
 
 
+def check_strategy(cluster: Any, strategy: list[dict[str, Any]] | None) -> None:
+    """AWS refuses a capacity provider strategy naming a provider the cluster is not associated
+    with (the strict rule moto's own CreateService gets, in strict.py, kept here)."""
+    associated = set(getattr(cluster, "capacity_providers", None) or [])
+    if any(item.get("capacityProvider") not in associated for item in strategy or []):
+        raise EcsError(
+            "InvalidParameterException",
+            "The specified capacity provider strategy cannot contain a capacity provider that is not "
+            "associated with the cluster. Associate the capacity provider with the cluster or specify "
+            "a valid capacity provider and try again.",
+        )
+
+
 class EcsServicesFillin:
     """The services and their tasks of one account and region."""
 
@@ -208,6 +221,7 @@ class EcsServicesFillin:
         if existing is not None and existing.status != "INACTIVE":
             raise EcsError("InvalidParameterException", "Creation of service was not idempotent.")
         definition = self.task_definition(params.get("taskDefinition") or "")
+        check_strategy(cluster, params.get("capacityProviderStrategy"))
         desired = int(params.get("desiredCount") or 0)
         service = Service(
             name=name,
@@ -254,6 +268,7 @@ class EcsServicesFillin:
         if service.status != "ACTIVE":
             raise EcsError("ServiceNotActiveException", "Service was not ACTIVE.")
         definition = self.task_definition(params["taskDefinition"]) if params.get("taskDefinition") else None
+        check_strategy(self.cluster(service.cluster_name), params.get("capacityProviderStrategy"))
         for key, value in params.items():
             if key not in ("cluster", "service", "desiredCount", "taskDefinition", "forceNewDeployment"):
                 service.settings[key] = value
