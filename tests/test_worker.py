@@ -246,6 +246,18 @@ def test_a_shutdown_without_deploy_id_fails_and_the_worker_keeps_going(
     assert worker.state != "stopped"
 
 
+def test_a_queue_that_cannot_be_read_is_retried_then_the_worker_exits_1(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.sqsworker import worker as module
+
+    monkeypatch.setattr(module, "RECEIVE_RETRY_SECONDS", 0.01)
+    worker = Worker(WorkerContext(WorkerConfig.from_environ(stack.environ()), WORKER_ID, time.time()))
+    stack.sqs.delete_queue(QueueUrl=stack.url)
+
+    assert worker.run() == 1
+
+
 def test_config_comes_from_the_environment() -> None:
     config = WorkerConfig.from_environ({"IOTILE_STAGE": "dev"})
 

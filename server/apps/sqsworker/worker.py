@@ -38,6 +38,9 @@ IDLE_SECONDS = 0.2
 # between the operator's machine and the instance).
 SHUTDOWN_SKEW_SECONDS = 5.0
 METADATA_TIMEOUT_SECONDS = 2.0
+# Receive errors in a row before the worker exits 1 (ECS replaces it); the pause doubles each time.
+MAX_RECEIVE_FAILURES = 5
+RECEIVE_RETRY_SECONDS = 0.5
 
 log = logging.getLogger("sqsworker")
 
@@ -265,14 +268,23 @@ class Worker:
         self.stop_requested.set()
 
     def run(self) -> int:
-        sqs = self.context.client("sqs")
-        self.queue_url = sqs.get_queue_url(QueueName=self.context.config.queue_name)["QueueUrl"]
         log.info("worker %s polling %s", self.context.identity, self.context.config.queue_name)
+        failures = 0
         while not self.stop_requested.is_set():
             if self.state == "stopped":
                 self.stop_requested.wait(IDLE_SECONDS)
                 continue
-            messages = self.receive()
+            try:
+                messages = self.receive()
+            except Exception as exc:  # SQS unreachable or refusing: retry a while, then give up
+                failures += 1
+                log.warning("receive failed (%d in a row): %s", failures, exc)
+                if failures >= MAX_RECEIVE_FAILURES:
+                    log.error("worker %s gives up: the queue cannot be read", self.context.identity)
+                    return 1
+                self.stop_requested.wait(RECEIVE_RETRY_SECONDS * 2 ** (failures - 1))
+                continue
+            failures = 0
             for message in messages:
                 self.handle(message)
             if not messages and not self.context.config.wait_seconds:
@@ -282,7 +294,10 @@ class Worker:
         return 0
 
     def receive(self) -> list[dict[str, Any]]:
-        answer = self.context.client("sqs").receive_message(
+        sqs = self.context.client("sqs")
+        if self.queue_url is None:
+            self.queue_url = sqs.get_queue_url(QueueName=self.context.config.queue_name)["QueueUrl"]
+        answer = sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=1,
             WaitTimeSeconds=self.context.config.wait_seconds,
@@ -310,13 +325,19 @@ class Worker:
         finished = time.time()
         self.record(message["MessageId"], action_name(body), started, finished, status, error)
         if status == "ok":
-            self.context.client("sqs").delete_message(
-                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
+            self.delete(message)
         log.info(
             "task %s %s %s%s", message["MessageId"], action_name(body), status, f": {error}" if error else ""
         )
         self.state = "stopped" if stops else "polling"
+
+    def delete(self, message: dict[str, Any]) -> None:
+        try:
+            self.context.client("sqs").delete_message(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        except Exception as exc:  # it comes back after the visibility timeout: logged, not fatal
+            log.error("task %s ran but could not be deleted: %s", message["MessageId"], exc)
 
     def record(
         self, task_id: str, action: str, started: float, finished: float, status: str, error: str | None
