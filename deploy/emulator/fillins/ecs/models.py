@@ -35,6 +35,7 @@ from deploy.emulator.fillins.ecs import processes
 RESTART_BACKOFF_SECONDS = 1.0
 MAX_EVENTS = 100
 STOP_TIMEOUT_SECONDS = 30.0
+STOPPED_TASK_SECONDS = 3600.0
 ESSENTIAL_EXIT = "Essential container in task exited"
 DEFAULT_DEPLOYMENT = {"minimumHealthyPercent": 100, "maximumPercent": 200}
 
@@ -452,6 +453,10 @@ class EcsServicesFillin:
         with self.lock:
             for service in list(self.services.values()):
                 self.reconcile_service(service)
+            # ECS forgets a stopped task after about an hour.
+            forgotten = _clock() - STOPPED_TASK_SECONDS
+            for arn in [a for a, t in self.tasks.items() if t.stopped is not None and t.stopped < forgotten]:
+                del self.tasks[arn]
 
     def reconcile_service(self, service: Service) -> None:
         with self.lock:
