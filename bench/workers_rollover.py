@@ -68,7 +68,7 @@ def keep_sending(endpoint: str, url: str, stop: threading.Event) -> None:
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": HEALTH} for n in range(10)]
         )
-        time.sleep(0.05)
+        time.sleep(1.0)  # ten tasks a second: a load three workers keep up with here
 
 
 def epoch(text: str) -> float:
@@ -90,7 +90,9 @@ def first_task_of_new_workers(endpoint: str, old: set[str], timeout: float = 120
     raise SystemExit("no new worker processed a task")
 
 
-def rollover(workers: int) -> dict[str, float]:
+def rollover(workers: int, *, separate: bool = True) -> dict[str, float]:
+    """`separate`: shutdown-ecs-workers, then deploy-worker (the original two steps); else
+    deploy-worker alone, which shuts the workers down itself (a new image, so there is a change)."""
     endpoint = f"http://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as state:
         config = Path(state) / "config"
@@ -113,9 +115,15 @@ def rollover(workers: int) -> dict[str, float]:
             sender.start()
             try:
                 time.sleep(1.0)
-                shutdown_seconds, out = inv(env, "shutdown-ecs-workers", "--json")
-                acknowledged = json.loads(out)["acknowledged"]
-                deploy_seconds, _ = inv(env, "deploy-worker", "--skip-build")
+                if separate:
+                    shutdown_seconds, out = inv(env, "shutdown-ecs-workers", "--json")
+                    acknowledged = json.loads(out)["acknowledged"]
+                    deploy_seconds, _ = inv(env, "deploy-worker", "--skip-build")
+                else:
+                    image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/iotile-cloud-worker:bench{workers}"
+                    deploy_seconds, out = inv(env, "deploy-worker", "--image", image, "--json")
+                    acknowledged = json.loads(out)["shutdown"]["acknowledged"]
+                    shutdown_seconds = float("nan")
                 first_new = first_task_of_new_workers(endpoint, set(acknowledged))
             finally:
                 stop.set()
@@ -126,15 +134,19 @@ def rollover(workers: int) -> dict[str, float]:
             subprocess.run([INV, "local.stop"], cwd=ROOT, env=env, capture_output=True)
 
 
-HEADER = ("workers", "shutdown-ecs-workers", "deploy-worker", "last ack -> first new task")
+HEADER = ("workers", "steps", "shutdown-ecs-workers", "deploy-worker", "last ack -> first new task")
+
+
+def row(cells: list[str]) -> str:
+    return "  ".join(f"{cell:>{max(len(title), 8)}}" for cell, title in zip(cells, HEADER, strict=True))
 
 
 if __name__ == "__main__":
-    print("  ".join(f"{title:>{max(len(title), 8)}}" for title in HEADER))
-    for count in (3, 30):
-        result = rollover(count)
-        cells = [str(count), *(f"{result[key]:.2f} s" for key in ("shutdown", "deploy", "gap"))]
-        print(
-            "  ".join(f"{cell:>{max(len(title), 8)}}" for cell, title in zip(cells, HEADER, strict=True)),
-            flush=True,
+    print(row(list(HEADER)))
+    for count, separate in ((3, True), (30, True), (3, False)):
+        result = rollover(count, separate=separate)
+        timings = (
+            f"{result[key]:.2f} s" if result[key] == result[key] else "-"
+            for key in ("shutdown", "deploy", "gap")
         )
+        print(row([str(count), "two" if separate else "one", *timings]), flush=True)
