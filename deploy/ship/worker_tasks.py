@@ -10,7 +10,8 @@ from deploy.cli import deploy_task
 if TYPE_CHECKING:
     from deploy.stage import Stage
 
-TIMEOUT_HELP = "seconds to wait (0: the config's ecs.shutdown_timeout_seconds / ecs.deploy_timeout_minutes)"
+SHUTDOWN_TIMEOUT_HELP = "seconds to wait for the acknowledgements (0: ecs.shutdown_timeout_seconds)"
+DEPLOY_TIMEOUT_HELP = "seconds to wait for the service to be stable (0: ecs.deploy_timeout_minutes)"
 IMAGE_HELP = "deploy this image URI instead of building one"
 COUNT_HELP = "number of workers (default: as the service has now)"
 
@@ -74,7 +75,9 @@ def create_ecs(c, stage=None, dry_run=False, json=False):
     run_converge(stage, [{"ecr": ecr.plan}, {"ecs": ecs.plan}], dry_run=dry_run, as_json=json)
 
 
-@deploy_task(help={"count": "instances the group runs (default: ecs.min_instances); never added to a rerun"})
+@deploy_task(
+    help={"count": "instances the group runs (default: ecs.min_instances): set, so a rerun adds none"}
+)
 def create_ec2_instances(c, stage=None, count=None, dry_run=False):
     """Converge the workers' EC2 capacity, then set the Auto Scaling group's capacity (set, never
     added to: a rerun adds no instance). Example: inv create-ec2-instances --stage dev --count 2"""
@@ -108,7 +111,7 @@ def build_docker(c, stage=None, tag=None, json=False):
         reporter.json({"stage": target.name, "image": image})
 
 
-@deploy_task(help={"image": IMAGE_HELP, "count": COUNT_HELP, "timeout": TIMEOUT_HELP})
+@deploy_task(help={"image": IMAGE_HELP, "count": COUNT_HELP, "timeout": DEPLOY_TIMEOUT_HELP})
 def update_ecs(c, stage=None, image=None, count=None, timeout=0, dry_run=False, json=False):
     """Register a task definition revision only when the rendered one differs from the latest, then
     update the service and follow it until stable. Example: inv update-ecs --stage dev --dry-run"""
@@ -129,7 +132,7 @@ def update_ecs(c, stage=None, image=None, count=None, timeout=0, dry_run=False, 
 @deploy_task(
     help={
         "wait": "wait for every worker's acknowledgement (default; --no-wait to only send)",
-        "timeout": TIMEOUT_HELP,
+        "timeout": SHUTDOWN_TIMEOUT_HELP,
     }
 )
 def shutdown_ecs_workers(c, stage=None, wait=True, timeout=0, dry_run=False, json=False):
@@ -155,7 +158,7 @@ def shutdown_ecs_workers(c, stage=None, wait=True, timeout=0, dry_run=False, jso
         "skip_build": "do not build: deploy the image of the current commit, already in the repository",
         "image": IMAGE_HELP,
         "skip_shutdown": "do not shut the running workers down first",
-        "timeout": "seconds to wait for the service to be stable (0: ecs.deploy_timeout_minutes)",
+        "timeout": DEPLOY_TIMEOUT_HELP,
     }
 )
 def deploy_worker(
