@@ -409,3 +409,17 @@ def test_a_strategy_needs_providers_of_the_cluster(aws: Aws) -> None:
             capacityProviderStrategy=strategy,
         )
     assert aws.ecs.list_services(cluster=CLUSTER)["serviceArns"] == []
+
+
+def test_a_process_that_cannot_be_started_stops_its_task(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from deploy.emulator.fillins.ecs import processes
+
+    monkeypatch.setattr(processes.launcher, "cwd", tmp_path / "no-such-folder")
+    aws.ecs.create_service(
+        cluster=CLUSTER, serviceName=SERVICE, taskDefinition=aws.register("v1"), desiredCount=1
+    )
+
+    (task,) = wait_for(lambda: aws.tasks("STOPPED"))
+    assert task["stoppedReason"].startswith("CannotStartContainerError")

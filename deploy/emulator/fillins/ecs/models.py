@@ -414,8 +414,13 @@ class EcsServicesFillin:
             if service is not None and missing:
                 self._fail(service, task, f"ResourceInitializationError: unable to pull secrets: {missing}")
                 continue
+            try:
+                task.process = processes.launcher.launch(environment, self.region, task.arn)
+            except OSError as exc:  # no server/ folder, no interpreter: what a bad image does on ECS
+                if service is not None:
+                    self._fail(service, task, f"CannotStartContainerError: {exc}")
+                continue
             task.last_status = "PENDING"
-            task.process = processes.launcher.launch(environment, self.region, task.arn)
 
     def _strategy(self, service: Service) -> str | None:
         strategy = service.settings.get("capacityProviderStrategy") or []
