@@ -67,11 +67,12 @@ def stage(make_stage, network_config: Path, tasks_stay_running) -> Stage:
 def start_tasks(stage: Stage, count: int) -> list[str]:
     """Tasks of the worker service as ECS starts them (started by the service, in its group)."""
     config = stage.config.ecs
+    (primary,) = ecs.read_service(stage)["deployments"]
     found = stage.client("ecs").run_task(
         cluster=config.cluster,
         taskDefinition=config.task_definition,
         count=count,
-        startedBy="ecs-svc/1234567890",
+        startedBy=primary["id"],
         group=SERVICE_GROUP,
         launchType="FARGATE",
     )

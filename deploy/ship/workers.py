@@ -136,9 +136,11 @@ def read_acknowledgements(stage: Stage, deploy_id: str | None, since: float) -> 
         params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def idle_workers(stage: Stage, tasks: list[dict[str, Any]]) -> list[str]:
-    """The running tasks that acknowledged a shutdown: they take no more messages, so the service
-    needs new tasks even when nothing else changed."""
+def idle_workers(stage: Stage, tasks: list[dict[str, Any]], deployment: str | None) -> list[str]:
+    """The running tasks of the service's primary `deployment` that acknowledged a shutdown: they
+    take no more messages, so the service needs new tasks even when nothing else changed. (Tasks of
+    an older deployment are being replaced already.)"""
+    tasks = [t for t in tasks if deployment and t.get("startedBy") == deployment]
     if not tasks:
         return []
     starts = [t["startedAt"].timestamp() for t in tasks if t.get("startedAt") is not None]
@@ -258,7 +260,8 @@ def plan_rollout(stage: Stage, image: str | None, count: int | None) -> Rollout:
     wanted = render_task_definition(stage, image or current_image(stage, live))
     register = not same_task_definition(wanted, live)
     new_count = count if count is not None and count != service.get("desiredCount") else None
-    idle = idle_workers(stage, running_tasks(stage))
+    primary = next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), {})
+    idle = idle_workers(stage, running_tasks(stage), primary.get("id"))
     return Rollout(service, live, wanted, register, new_count, idle)
 
 

@@ -116,7 +116,7 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     emulator.clear()
     again = inv("deploy-worker", "--stage", STAGE, "--skip-build")
     assert again.code == 0, again.output
-    assert "nothing to deploy" in again.output
+    assert "nothing to deploy" in again.output, again.output
     assert emulator.mutating() == [], "nothing changed: no revision, no shutdown, no update"
     definitions = client(emulator, "ecs").list_task_definitions(familyPrefix="iotile-cloud-sqs-worker-task")
     assert len(definitions["taskDefinitionArns"]) == 1
