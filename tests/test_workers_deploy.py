@@ -464,3 +464,23 @@ def test_without_an_engine_build_docker_says_which_socket_and_what_to_do(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"unix://{socket}" in err and "--skip-build" in err and "--image URI" in err
+
+
+def test_terminate_asks_first_and_prod_needs_prod(
+    stage: Stage, network_config: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("DEPLOY_CONFIG_DIR", str(network_config))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("dev\n"))  # not a terminal: no prompt
+
+    with pytest.raises(Exit) as unconfirmed:
+        tasks.terminate_ecs(Context(), stage="dev")
+    with pytest.raises(Exit) as on_prod:
+        tasks.terminate_ecs(Context(), stage="prod", yes=True)
+
+    assert unconfirmed.value.code == 2 and on_prod.value.code == 2
+    err = capsys.readouterr().err
+    assert "--yes" in err and "--prod" in err
+    assert ecs.read_service(stage) is not None, "nothing was terminated"
+
+    tasks.terminate_ecs(Context(), stage="dev", yes=True)
+    assert ecs.read_service(stage) is None
