@@ -84,6 +84,20 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     assert up.code == 0, up.output
     wait_for(lambda: running(emulator) == 3, 30, "three workers running")
     url = client(emulator, "sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    described = inv("describe-ecs", "--stage", STAGE, "--json")
+    assert described.code == 0, described.output
+    service = json.loads(described.stdout)["service"]
+    assert (service["running"], service["desired"], service["revision"]) == (
+        3,
+        3,
+        "iotile-cloud-sqs-worker-task:1",
+    )
+    emulator.clear()
+    image = service["image"].rsplit(":", 1)[0] + ":preview"
+    preview = inv("deploy-worker", "--stage", STAGE, "--image", image, "--dry-run")
+    assert preview.code == 0, preview.output
+    assert "would shut the workers down, register a new revision" in preview.output
+    assert emulator.mutating() == []
 
     # Three workers busy with 300 tasks when the shutdown comes: it waits until each took its
     # shutdown message (behind those tasks), then 200 more arrive that no worker takes until the deploy.
