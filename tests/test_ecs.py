@@ -150,7 +150,7 @@ def test_service_has_the_configured_workers_and_the_circuit_breaker(stage: Stage
     )
     service = ecs.read_service(stage)
     assert service["desiredCount"] == 3
-    assert service["taskDefinition"].endswith("task-definition/iotile-cloud-sqs-worker-task:1")
+    assert service["taskDefinition"].endswith("task-definition/iotile-cloud-sqs-worker-task-dev:1")
 
     # A count changed by hand is drift.
     stage.client("ecs").update_service(

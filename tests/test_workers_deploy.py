@@ -230,7 +230,7 @@ def test_a_changed_image_registers_one_revision_and_a_failed_rollout_rolls_back(
 
     # moto's services never start tasks: the new revision never becomes stable, as a deploy whose
     # tasks do not start on AWS.
-    with pytest.raises(AwsError, match="rolled back to iotile-cloud-sqs-worker-task:1"):
+    with pytest.raises(AwsError, match="rolled back to iotile-cloud-sqs-worker-task-dev:1"):
         workers.deploy_worker(stage, Reporter(as_json=True), image=image, build=None, timeout=1)
 
     made = [operation for _, operation in call_log.mutating]
@@ -271,7 +271,7 @@ def test_describe_capacity_and_terminate(stage: Stage) -> None:
     report = workers.describe_workers(stage)
     assert report["cluster_status"] == "ACTIVE"
     assert report["service"]["desired"] == 3
-    assert report["service"]["revision"] == "iotile-cloud-sqs-worker-task:1"
+    assert report["service"]["revision"] == "iotile-cloud-sqs-worker-task-dev:1"
     assert report["service"]["image"].startswith(
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/iotile-cloud-worker:"
     )
@@ -281,8 +281,16 @@ def test_describe_capacity_and_terminate(stage: Stage) -> None:
     assert workers.set_capacity(stage, Reporter(as_json=True), 2) is False
     assert ecs.read_group(stage)["DesiredCapacity"] == 2
 
+    # Production's family in the same account and region (its name is a prefix of dev's).
+    prod_family = stage.client("ecs").register_task_definition(
+        family="iotile-cloud-sqs-worker-task",
+        containerDefinitions=[{"name": "w", "image": "x", "memory": 128}],
+    )["taskDefinition"]["taskDefinitionArn"]
+
     done = workers.terminate_workers(stage, Reporter(as_json=True))
     assert any("deleted service" in line for line in done)
+    described = stage.client("ecs").describe_task_definition(taskDefinition=prod_family)["taskDefinition"]
+    assert described["status"] == "ACTIVE", "another stage's revisions stay"
     assert ecs.read_service(stage) is None
     assert revisions(stage) == []
     group = ecs.read_group(stage)

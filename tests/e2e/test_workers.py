@@ -90,7 +90,7 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     assert (service["running"], service["desired"], service["revision"]) == (
         3,
         3,
-        "iotile-cloud-sqs-worker-task:1",
+        "iotile-cloud-sqs-worker-task-local:1",
     )
     emulator.clear()
     image = service["image"].rsplit(":", 1)[0] + ":preview"
@@ -113,7 +113,7 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
 
     deployed = inv("deploy-worker", "--stage", STAGE, "--skip-build")
     assert deployed.code == 0, deployed.output
-    assert "runs iotile-cloud-sqs-worker-task:1, stable" in deployed.output
+    assert "runs iotile-cloud-sqs-worker-task-local:1, stable" in deployed.output
     wait_for(lambda: queue_empty(emulator, url), 60, "the new workers drain the queue")
 
     records = {i["task_id"]: i for i in log_items(emulator) if i.get("action") == "WorkerHealthCheckAction"}
@@ -132,7 +132,7 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     assert again.code == 0, again.output
     assert "nothing to deploy" in again.output, again.output
     assert emulator.mutating() == [], "nothing changed: no revision, no shutdown, no update"
-    definitions = client(emulator, "ecs").list_task_definitions(familyPrefix="iotile-cloud-sqs-worker-task")
+    definitions = client(emulator, "ecs").list_task_definitions(familyPrefix="iotile-cloud-sqs-worker-task-local")
     assert len(definitions["taskDefinitionArns"]) == 1
 
     # A revision whose tasks fail: EMULATOR_FAIL_START=1 in the container's environment makes the
@@ -145,7 +145,7 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     failed = inv("update-ecs", "--stage", STAGE, "--timeout", "60", env={"DEPLOY_CONFIG_DIR": str(config)})
     assert failed.code == 1, failed.output
     assert "Essential container in task exited" in failed.output
-    assert "rolled back to iotile-cloud-sqs-worker-task:1" in failed.output
+    assert "rolled back to iotile-cloud-sqs-worker-task-local:1" in failed.output
     assert "Traceback" not in failed.output
     wait_for(lambda: running(emulator) == 3, 30, "the first revision runs again")
     (service,) = client(emulator, "ecs").describe_services(cluster=CLUSTER, services=[SERVICE])["services"]
