@@ -424,9 +424,8 @@ def deploy_worker(
         return result
     result.changed = True
     if stage.read_only:
-        what = "register a new revision and " if rollout.register else ""
         reporter.message(
-            f"would shut the workers down, {what}update {stage.config.ecs.service} to {result.image}"
+            f"would {preview(rollout, skip_shutdown)} {stage.config.ecs.service} to {result.image}"
         )
         return result
     if rollout.idle:
@@ -437,6 +436,19 @@ def deploy_worker(
     result.revision = apply_rollout(stage, rollout, reporter, limit)
     reporter.message(f"{stage.config.ecs.service} runs {short_task(result.revision)}, stable")
     return result
+
+
+def preview(rollout: Rollout, skip_shutdown: bool) -> str:
+    """What a deploy would do, for a dry run: "shut the workers down, register a new revision and
+    update", or less."""
+    steps = []
+    if rollout.new_tasks and not skip_shutdown:
+        steps.append("shut the workers down")
+    if rollout.register:
+        steps.append("register a new revision")
+    if rollout.count is not None:
+        steps.append(f"set {rollout.count} worker(s)")
+    return ", ".join(steps) + (" and update" if steps else "update")
 
 
 def update_ecs(
