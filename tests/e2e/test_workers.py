@@ -132,8 +132,8 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     assert again.code == 0, again.output
     assert "nothing to deploy" in again.output, again.output
     assert emulator.mutating() == [], "nothing changed: no revision, no shutdown, no update"
-    definitions = client(emulator, "ecs").list_task_definitions(familyPrefix="iotile-cloud-sqs-worker-task-local")
-    assert len(definitions["taskDefinitionArns"]) == 1
+    family = "iotile-cloud-sqs-worker-task-local"
+    assert len(client(emulator, "ecs").list_task_definitions(familyPrefix=family)["taskDefinitionArns"]) == 1
 
     # A revision whose tasks fail: EMULATOR_FAIL_START=1 in the container's environment makes the
     # emulator's task exit 1 at start. The deploy fails fast on the service's events and the
