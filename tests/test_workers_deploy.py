@@ -492,3 +492,34 @@ def test_terminate_asks_first_and_prod_needs_prod(
 
     tasks.terminate_ecs(Context(), stage="dev", yes=True)
     assert ecs.read_service(stage) is None
+
+
+def test_deploy_builds_and_pushes_before_it_registers(stage: Stage, docker_engine, call_log: CallLog) -> None:
+    uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/iotile-cloud-worker"
+    reporter = Reporter(as_json=True)
+    stage.on_call(call_log)
+
+    def build() -> str:
+        assert not any(op == "RegisterTaskDefinition" for _, op in call_log.mutating), "built first"
+        return docker_image.build_and_push(stage, SERVER, reporter, tag="newtag1")
+
+    # moto's service never becomes stable: the deploy ends in a rollback, after the build and push.
+    with pytest.raises(AwsError, match="rolled back"):
+        workers.deploy_worker(stage, reporter, image=f"{uri}:newtag1", build=build, timeout=1)
+
+    assert [r["path"].rsplit("/", 1)[-1] for r in docker_engine.requests] == ["build", "push"]
+    assert ecs.latest_task_definition(stage)["containerDefinitions"][0]["image"] == f"{uri}:newtag1"
+
+
+def test_skip_build_needs_the_image_in_the_repository(
+    stage: Stage, network_config: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("DEPLOY_CONFIG_DIR", str(network_config))
+
+    with pytest.raises(Exit) as failure:
+        tasks.deploy_worker(Context(), stage="dev", skip_build=True)
+
+    assert failure.value.code == 1
+    err = capsys.readouterr().err
+    assert "ImageNotFoundException" in err and "--image URI" in err
+    assert len(revisions(stage)) == 1
