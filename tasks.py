@@ -14,6 +14,8 @@ from deploy.areas import (
     dns,
     dynamodb,
     eb,
+    ecr,
+    ecs,
     firehose,
     iam,
     kms,
@@ -32,6 +34,7 @@ from deploy.cli import exit_2_on_bad_arguments
 from deploy.emulator import tasks as local
 from deploy.ship import statics_tasks
 from deploy.ship import tasks as ship
+from deploy.ship import worker_tasks as workers
 
 exit_2_on_bad_arguments()
 
@@ -55,6 +58,8 @@ for area in (
     autocopy,
     cdn,
     eb,
+    ecr,
+    ecs,
     dns,
     acm,
     aliases,
@@ -72,6 +77,10 @@ ns.add_task(redshift.create_timeseries, name="create-streamtimeseries-redshift")
 ns.add_task(redis.create, name="create-redis-cluster")
 ns.add_task(redis.status, name="report-redis-cluster")
 ns.add_task(firehose.create, name="create-firehose-stream")
+ns.add_task(workers.create_ecs, name="create-ecs")
+ns.add_task(workers.create_ec2_instances, name="create-ec2-instances")
+ns.add_task(workers.describe_ecs, name="describe-ecs")
+ns.add_task(workers.terminate_ecs, name="terminate-ecs")
 
 # Whole stack.
 ns.add_task(stack.up)
@@ -83,3 +92,9 @@ ns.add_task(stack.status)
 # Shipping the app.
 ns.add_task(ship.deploy)
 ns.add_task(statics_tasks.deploy_statics, name="deploy-statics")
+
+# Shipping the workers.
+ns.add_task(workers.build_docker, name="build-docker")
+ns.add_task(workers.update_ecs, name="update-ecs")
+ns.add_task(workers.shutdown_ecs_workers, name="shutdown-ecs-workers")
+ns.add_task(workers.deploy_worker, name="deploy-worker")

@@ -520,13 +520,37 @@ class Eb(Section):
 
 class Ecs(Section):
     repository: names.EcrRepository
+    # ECR keeps this many images (the newest); older ones expire by a lifecycle rule.
+    keep_images: int = Field(default=20, ge=1, le=1000)
     cluster: names.EcsName
     task_definition: names.EcsName
     service: names.EcsName
     workers: int = Field(ge=0, le=100)
+    # The worker container: CPU units (1024 = one vCPU) and hard memory limit in MiB.
+    cpu: int = Field(default=256, ge=128, le=10240)
+    memory: int = Field(default=512, ge=128, le=122880)
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = (
+        30
+    )
+    # Seconds a worker long-polls the queue (SQS allows 0 to 20).
+    wait_seconds: int = Field(default=20, ge=0, le=20)
     instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    volume_gb: int = Field(default=30, ge=30, le=16384)
     min_instances: int = Field(ge=0, le=100)
     max_instances: int = Field(ge=1, le=100)
+    # Managed scaling keeps the instances this full (percent) of what the tasks reserve.
+    target_capacity: int = Field(default=100, ge=1, le=100)
+    # Plain settings for the worker container, beside the ones the tool sets (queue, table, topic);
+    # secrets never go here (they are secrets.readers.worker_task_definition, by ARN).
+    environment: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
+    shutdown_timeout_seconds: int = Field(default=600, ge=1, le=3600)
+    deploy_timeout_minutes: int = Field(default=15, ge=1, le=180)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Ecs:
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances must not be above max_instances")
+        return self
 
 
 class Functions(Section):
@@ -666,6 +690,18 @@ class StageConfig(Section):
             raise ValueError(
                 f"eb.environment_variables: {', '.join(clash)} is a secret (secrets.readers.app): "
                 "Beanstalk gets it by Parameter Store ARN, never as a value"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _worker_secrets_by_reference(self) -> StageConfig:
+        readers = self.secrets.readers
+        secret = set(readers.get("worker_task_definition", [])) | set(readers.get("workers", []))
+        clash = sorted(set(self.ecs.environment) & secret)
+        if clash:
+            raise ValueError(
+                f"ecs.environment: {', '.join(clash)} is a secret (secrets.readers): the worker gets it "
+                "from Parameter Store, never as a value"
             )
         return self
 

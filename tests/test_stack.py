@@ -26,6 +26,12 @@ def test_waves_put_dependencies_first() -> None:
         ("s3", "lambdas"),
         ("sns", "lambdas"),
         ("sqs", "lambdas"),
+        ("iam", "ecs"),
+        ("network", "ecs"),
+        ("ecr", "ecs"),
+        ("sqs", "ecs"),
+        ("dynamodb", "ecs"),
+        ("sns", "ecs"),
     ]:
         assert position[earlier] < position[later], (earlier, later)
     assert {"rds", "redshift", "redis", "search"} <= set(stack.WAVES[position["rds"]])

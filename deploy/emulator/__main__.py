@@ -32,6 +32,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _loopback_for(host: str) -> str:
+    """Where a local process reaches a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "localhost") else host
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
     # SystemExit unwinds serve_forever() so the socket is closed and the log says we stopped.
     raise SystemExit(0)
@@ -46,17 +51,21 @@ def main(argv: list[str] | None = None) -> None:
     # them when asked. Set here, in the emulator's own process, not in build_app(): a test process
     # that serves the app in a thread should not pay for them in every other test.
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    from deploy.emulator import workers
     from deploy.emulator.server import make_emulator_server
 
     server = make_emulator_server(args.host, args.port)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     host, port = server.socket.getsockname()[:2]
     print(f"emulator listening on http://{host}:{port} (pid {os.getpid()})", file=sys.stderr)
+    # ECS service tasks run as local processes that call this emulator back.
+    workers.start(f"http://{_loopback_for(host)}:{port}", server.app.serve_lock)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        workers.stop()
         server.server_close()
         print(f"emulator on port {port} stopped", file=sys.stderr)
 

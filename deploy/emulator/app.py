@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins, fixes, strict
-from deploy.emulator.calls import RequestLog, describe_call, is_form, read_body
+from deploy.emulator import fillins, fixes, longpoll, strict, workers
+from deploy.emulator.calls import RequestLog, credential_of, describe_call, is_form, read_body
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -31,6 +31,12 @@ class EmulatorApp:
         # and its clients are concurrent: one request at a time inside moto and the fill-ins.
         self._serve_lock = threading.RLock()
 
+    @property
+    def serve_lock(self) -> threading.RLock:
+        """Held while moto or a fill-in serves a request; a background job that reads or changes
+        their state (the ECS scheduler) takes it too."""
+        return self._serve_lock
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith(CONTROL_PREFIX):
@@ -40,6 +46,12 @@ class EmulatorApp:
         form_body = read_body(environ) if is_form(environ) else b""
         call = describe_call(environ, form_body)
         self.log.record(call)
+        credential = credential_of(environ)
+        if credential is not None:
+            workers.heard_from(credential.access_key)
+        if (call.service, call.operation) == ("sqs", "ReceiveMessage"):
+            body = form_body or read_body(environ)
+            return longpoll.serve_long_poll(environ, body, start_response, self._moto)
         handler = fillins.find_fillin(call.service, call.operation)
         if handler is not None and getattr(handler, "runs_code", False):
             # It runs code that calls this emulator back (a Lambda handler): holding the lock
@@ -48,6 +60,13 @@ class EmulatorApp:
         with self._serve_lock:
             if handler is not None:
                 return self._fillin(handler, environ, start_response, form_body)
+            answer = list(self.moto_app(environ, start_response))
+        if call.service == "sqs" and call.mutating:
+            longpoll.queue_changed()
+        return answer
+
+    def _moto(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        with self._serve_lock:
             return list(self.moto_app(environ, start_response))
 
     def _moto_api(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:

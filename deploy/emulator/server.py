@@ -9,6 +9,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from deploy.emulator import workers
 from deploy.emulator.app import HEALTH_PATH, EmulatorApp, build_app
 
 LOOPBACK = "127.0.0.1"
@@ -68,11 +69,13 @@ class EmulatorServer:
             target=self._server.serve_forever, name="emulator-server", daemon=True
         )
         self._thread.start()
+        workers.start(self.endpoint_url, self.app.serve_lock)
         return self
 
     def stop(self) -> None:
         if self._server is None:
             return
+        workers.stop(self.endpoint_url)
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -837,6 +837,107 @@ def rule_events_schedule_expressions_as_aws_reads_them() -> None:
     _wrapped(EventsBackend, "put_rule", name, _schedule_checked)
 
 
+# -- ECS and ECR (the workers): capacity providers, service strategies, lifecycle policies --------
+# (One block for the workers' rules, kept together.)
+
+RESERVED_CAPACITY_PROVIDER_PREFIXES = ("aws", "ecs", "fargate")
+
+
+def _capacity_provider_name_allowed(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_capacity_provider(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        from moto.ecs.exceptions import EcsClientException
+
+        if name.lower().startswith(RESERVED_CAPACITY_PROVIDER_PREFIXES):
+            raise EcsClientException(
+                f"The specified capacity provider name is invalid: {name} can't be prefixed with "
+                '"aws", "ecs", or "fargate". Specify a different name and try again.'
+            )
+        return original(self, name, *args, **kwargs)
+
+    return create_capacity_provider
+
+
+def rule_ecs_capacity_provider_names() -> None:
+    """AWS: CreateCapacityProvider refuses a name that starts with aws, ecs or fargate (in any
+    case). moto: takes any name."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    name = "rule_ecs_capacity_provider_names"
+    _wrapped(EC2ContainerServiceBackend, "create_capacity_provider", name, _capacity_provider_name_allowed)
+
+
+def _strategy_of_the_cluster_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_service(self: Any) -> Any:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        strategy = self._get_param("capacityProviderStrategy") or []
+        if strategy:
+            cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+            associated = set(cluster.capacity_providers or [])
+            if any(item.get("capacityProvider") not in associated for item in strategy):
+                raise InvalidParameterException(
+                    "The specified capacity provider strategy cannot contain a capacity provider that "
+                    "is not associated with the cluster. Associate the capacity provider with the "
+                    "cluster or specify a valid capacity provider and try again."
+                )
+        return original(self)
+
+    return create_service
+
+
+def rule_ecs_service_strategy_needs_cluster_providers() -> None:
+    """AWS: CreateService with a capacity provider strategy refuses a provider that is not associated
+    with the cluster (PutClusterCapacityProviders first). moto: ignores the strategy altogether, so
+    a service made before its cluster has the provider works only here."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    name = "rule_ecs_service_strategy_needs_cluster_providers"
+    _wrapped(EC2ContainerServiceResponse, "create_service", name, _strategy_of_the_cluster_only)
+
+
+def ecr_lifecycle_refusal(text: str) -> str | None:
+    """What AWS's lifecycle policy validation says of `text` that moto's does not, or None."""
+    import json as jsonlib
+
+    for rule in jsonlib.loads(text).get("rules", []):
+        selection = rule.get("selection", {})
+        tagged = selection.get("tagStatus") == "tagged"
+        if tagged and not (selection.get("tagPrefixList") or selection.get("tagPatternList")):
+            return "tagPrefixList or tagPatternList is required when tagStatus is tagged"
+        if selection.get("countType") == "sinceImagePushed" and selection.get("countUnit") != "days":
+            return "countUnit days is required when countType is sinceImagePushed"
+        if selection.get("countType") == "imageCountMoreThan" and "countUnit" in selection:
+            return "countUnit is not allowed when countType is imageCountMoreThan"
+    return None
+
+
+def _lifecycle_policy_as_aws_reads_it(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_lifecycle_policy(
+        self: Any, registry_id: Any, repository_name: str, lifecycle_policy_text: str
+    ) -> Any:
+        from moto.ecr.exceptions import InvalidParameterException
+
+        problem = ecr_lifecycle_refusal(lifecycle_policy_text)
+        if problem:
+            raise InvalidParameterException(
+                "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
+                f"'Lifecycle policy validation failure: {problem}'"
+            )
+        return original(self, registry_id, repository_name, lifecycle_policy_text)
+
+    return put_lifecycle_policy
+
+
+def rule_ecr_lifecycle_policy_as_aws_reads_it() -> None:
+    """AWS: PutLifecyclePolicy refuses a rule selecting `tagged` images without a tag prefix or
+    pattern list, a `sinceImagePushed` count without `countUnit: days`, and a `countUnit` on an
+    `imageCountMoreThan` count. moto: checks the schema's names only and stores those policies."""
+    from moto.ecr.models import ECRBackend
+
+    name = "rule_ecr_lifecycle_policy_as_aws_reads_it"
+    _wrapped(ECRBackend, "put_lifecycle_policy", name, _lifecycle_policy_as_aws_reads_it)
+
+
 RULES: tuple[Callable[[], None], ...] = (
     rule_ses_identities_verify_by_dns,
     rule_dynamodb_ttl_once_an_hour,
@@ -856,6 +957,9 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_s3_notifies_a_function_only_with_its_permission,
     rule_lambda_statement_ids_are_unique,
     rule_events_schedule_expressions_as_aws_reads_them,
+    rule_ecs_capacity_provider_names,
+    rule_ecs_service_strategy_needs_cluster_providers,
+    rule_ecr_lifecycle_policy_as_aws_reads_it,
 )
 
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # Packages under deploy/emulator/fillins/ that the emulator loads at start.
-BUILTIN_SERVICES: tuple[str, ...] = ("redshift", "redshift_data", "elasticbeanstalk", "lambda_")
+BUILTIN_SERVICES: tuple[str, ...] = ("redshift", "redshift_data", "elasticbeanstalk", "lambda_", "ecs")
 
 _lock = Lock()
 _handlers: dict[tuple[str, str], Handler] = {}
