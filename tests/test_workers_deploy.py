@@ -187,7 +187,9 @@ def test_previews_make_no_mutating_call(
     image = ecs.current_image(stage, ecs.latest_task_definition(stage)).rsplit(":", 1)[0] + ":next"
 
     shutdown = workers.shutdown_workers(preview, Reporter(as_json=True), wait=True)
-    result = workers.deploy_worker(preview, Reporter(as_json=True), image=image, build=lambda: image, count=5)
+    result = workers.deploy_worker(
+        preview, Reporter(as_json=True), image=image, build=lambda: (image, True), count=5
+    )
 
     assert len(shutdown.workers) == 3 and result.changed
     assert call_log.mutating == []
@@ -209,7 +211,9 @@ def test_deploy_with_nothing_changed_registers_nothing_and_makes_no_mutating_cal
     stage.on_call(call_log)
     before = revisions(stage)
 
-    result = workers.deploy_worker(stage, Reporter(as_json=True), image=None, build=lambda: "never")
+    image = ecs.current_image(stage, ecs.latest_task_definition(stage))
+    # The image is in the repository already: nothing is built or pushed.
+    result = workers.deploy_worker(stage, Reporter(as_json=True), image=image, build=lambda: (image, False))
     again = workers.update_ecs(stage, Reporter(as_json=True), image=None, count=None, timeout=1)
 
     assert not result.changed and not again.changed
@@ -499,9 +503,9 @@ def test_deploy_builds_and_pushes_before_it_registers(stage: Stage, docker_engin
     reporter = Reporter(as_json=True)
     stage.on_call(call_log)
 
-    def build() -> str:
+    def build() -> tuple[str, bool]:
         assert not any(op == "RegisterTaskDefinition" for _, op in call_log.mutating), "built first"
-        return docker_image.build_and_push(stage, SERVER, reporter, tag="newtag1")
+        return docker_image.ensure_image(stage, SERVER, reporter, tag="newtag1")
 
     # moto's service never becomes stable: the deploy ends in a rollback, after the build and push.
     with pytest.raises(AwsError, match="rolled back"):
@@ -522,4 +526,21 @@ def test_skip_build_needs_the_image_in_the_repository(
     assert failure.value.code == 1
     err = capsys.readouterr().err
     assert "ImageNotFoundException" in err and "--image URI" in err
+    assert len(revisions(stage)) == 1
+
+
+def test_an_image_pushed_just_now_gets_new_tasks_on_the_same_revision(
+    stage: Stage, call_log: CallLog
+) -> None:
+    """`up` registers the first revision before any image exists (its tasks cannot pull it): the
+    deploy that pushes that image moves the service to new tasks, with no new revision."""
+    image = ecs.current_image(stage, ecs.latest_task_definition(stage))
+    stage.on_call(call_log)
+
+    with pytest.raises(WaitTimeout):  # moto's services never start tasks
+        workers.deploy_worker(
+            stage, Reporter(as_json=True), image=image, build=lambda: (image, True), timeout=1
+        )
+
+    assert [operation for _, operation in call_log.mutating] == ["UpdateService"]
     assert len(revisions(stage)) == 1

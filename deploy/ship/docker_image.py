@@ -135,14 +135,20 @@ def source_tag(source: Path) -> str:
 
 def build_and_push(stage: Stage, source: Path, reporter: Reporter, tag: str | None = None) -> str:
     """The image of `source` in the stage's repository (built and pushed unless already there)."""
+    return ensure_image(stage, source, reporter, tag)[0]
+
+
+def ensure_image(stage: Stage, source: Path, reporter: Reporter, tag: str | None = None) -> tuple[str, bool]:
+    """The image of `source` in the stage's repository, and whether this call pushed it (False when
+    the repository already had the tag: tags are immutable, nothing is built again)."""
     from deploy.areas.ecr import repository_uri
 
     repository = repository_uri(stage)
     tag = tag or source_tag(source)
     if image_pushed(stage, tag):
         reporter.message(f"{repository}:{tag} is already in the repository")
-        return f"{repository}:{tag}"
+        return f"{repository}:{tag}", False
     api = docker_api()
     build_image(api, source, repository, tag, reporter)
     push_image(api, registry_login(stage), repository, tag, reporter)
-    return f"{repository}:{tag}"
+    return f"{repository}:{tag}", True

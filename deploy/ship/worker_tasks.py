@@ -175,8 +175,9 @@ def deploy_worker(
     """Ship the workers with no manual step: build and push, shut the running workers down and wait
     for them, register a revision (only if changed), update the service, wait until stable (failing
     fast, rolling back on failure). Example: inv deploy-worker --stage dev --skip-build"""
+    from deploy.areas.ecr import repository_uri
     from deploy.report import Reporter
-    from deploy.ship.docker_image import build_and_push
+    from deploy.ship.docker_image import ensure_image, source_tag
     from deploy.ship.workers import deploy_worker as run_deploy
     from deploy.stage import open_stage
 
@@ -187,12 +188,11 @@ def deploy_worker(
     reporter = Reporter(as_json=json)
     if image is None and skip_build:
         image = skip_build_image(target)
-    build = None if image is not None else (lambda: build_and_push(target, _server_dir(), reporter))
-    if image is None and build is not None:
-        from deploy.areas.ecr import repository_uri
-        from deploy.ship.docker_image import source_tag
-
-        image = f"{repository_uri(target)}:{source_tag(_server_dir())}"
+    build = None
+    if image is None:
+        tag = source_tag(_server_dir())
+        image = f"{repository_uri(target)}:{tag}"
+        build = lambda: ensure_image(target, _server_dir(), reporter, tag)  # noqa: E731
     result = run_deploy(
         target,
         reporter,

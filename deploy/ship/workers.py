@@ -222,6 +222,7 @@ class Rollout:
     register: bool
     count: int | None
     idle: list[str] = field(default_factory=list)
+    pushed: bool = False
 
     @property
     def on_latest(self) -> bool:
@@ -230,7 +231,7 @@ class Rollout:
     @property
     def new_tasks(self) -> bool:
         """Whether the service needs a new deployment (then the running workers are shut down first)."""
-        return self.register or not self.on_latest or bool(self.idle)
+        return self.register or not self.on_latest or bool(self.idle) or self.pushed
 
     @property
     def changes(self) -> bool:
@@ -401,19 +402,24 @@ def deploy_worker(
     reporter: Reporter,
     *,
     image: str | None,
-    build: Callable[[], str] | None,
+    build: Callable[[], tuple[str, bool]] | None,
     count: int | None = None,
     skip_shutdown: bool = False,
     timeout: float | None = None,
 ) -> WorkerDeploy:
-    """Build and push (when `build` is given; it returns the image), then, only if the rendered
-    definition, the count or the service's revision would change: shut the workers down and wait,
-    register, update the service and follow it until stable (rolling back on failure). The image
-    is built before the shutdown so the workers stop only once there is something to run."""
+    """Build and push (when `build` is given: it returns the image and whether it pushed it; an
+    image already in the repository is not built again), then, only if the rendered definition,
+    the count or the service's revision would change (or the image was just pushed, or running
+    workers already acknowledged a shutdown): shut the workers down and wait, register, update the
+    service and follow it until stable (rolling back on failure). The image is built before the
+    shutdown so the workers stop only once there is something to run."""
     rollout = plan_rollout(stage, image, count)
-    if build is not None and rollout.register and not stage.read_only:
-        image = build()
+    if build is not None and not stage.read_only:
+        # Built unless the repository has the image; one pushed just now (a first deploy after
+        # `up`, whose tasks could not pull it yet) needs new tasks even on the same revision.
+        image, pushed = build()
         rollout = plan_rollout(stage, image, count)
+        rollout.pushed = pushed
     result = WorkerDeploy(rollout.wanted["containerDefinitions"][0]["image"])
     if not rollout.changes:
         running = short_task(str(rollout.service.get("taskDefinition")))
