@@ -303,7 +303,7 @@ def shipping(make_stage, config_copy, fillins: None, monkeypatch: pytest.MonkeyP
 
 def run_deploy(monkeypatch: pytest.MonkeyPatch, stage: Stage, **options: Any) -> None:
     monkeypatch.setattr("deploy.stage.open_stage", lambda name, dry_run=False: stage)
-    options = {"json": True, "skip_statics": True, **options}
+    options = {"json": True, "skip_statics": True, "skip_workers": True, "skip_lambdas": True, **options}
     tasks.deploy.body(Context(), stage=stage.name, **options)
 
 

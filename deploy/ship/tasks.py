@@ -1,4 +1,5 @@
-"""The `deploy` task: statics, then the source bundle of server/, then the environment moved onto it."""
+"""The `deploy` task: statics, then the source bundle of server/, then the environment moved onto it,
+then the workers and the functions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 DEFAULTS_FILE = "defaults.yaml"
 DEPLOY_HELP = {
     "skip_statics": "do not sync the statics (cdn.statics.source) before shipping the app",
+    "skip_workers": "do not deploy the workers (deploy-worker) after the app",
+    "skip_build": "workers: do not build the image: the current commit's must be in the repository",
     "skip_lambdas": "do not deploy the Lambda functions (lambdas.deploy) after the app",
     "timeout": "seconds to wait for the environment to be Ready and Green (0: eb.deploy_timeout_minutes)",
 }
@@ -59,6 +62,16 @@ def ship_functions(stage: Stage, reporter: Reporter, *, dry_run: bool) -> dict[s
     return {"changed": [r.name for r in outcome.resources if r.steps], "calls_made": outcome.calls}
 
 
+def ship_workers(stage: Stage, reporter: Reporter, *, skip_build: bool) -> dict[str, Any]:
+    """The workers, as `deploy-worker` ships them: built (unless `skip_build`), then shut down and
+    rolled onto the new revision only when something changed."""
+    from deploy.ship.worker_tasks import worker_image
+    from deploy.ship.workers import deploy_worker
+
+    image, build = worker_image(stage, reporter, None, skip_build)
+    return deploy_worker(stage, reporter, image=image, build=build).summary()
+
+
 def ship_version(stage: Stage, upload: Upload, label: str, reporter: Reporter, timeout: int | None) -> bool:
     """Whether the environment changed (or, on a dry run, would)."""
     from deploy.areas.eb import deploy_version
@@ -67,10 +80,20 @@ def ship_version(stage: Stage, upload: Upload, label: str, reporter: Reporter, t
 
 
 @deploy_task(help=DEPLOY_HELP)
-def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, skip_lambdas=False, timeout=0):
+def deploy(
+    c,
+    stage=None,
+    dry_run=False,
+    json=False,
+    skip_statics=False,
+    skip_workers=False,
+    skip_build=False,
+    skip_lambdas=False,
+    timeout=0,
+):
     """Ship the app: statics, then the source bundle (uploaded once per label), then the environment
-    on it, followed until Ready and Green, then the functions (lambdas.deploy).
-    Example: inv deploy --stage dev --skip-statics"""
+    on it, followed until Ready and Green, then the workers (deploy-worker) and the functions
+    (lambdas.deploy). Example: inv deploy --stage dev --skip-statics"""
     from deploy.errors import ArgumentError
     from deploy.report import Reporter
     from deploy.ship.bundle import build_bundle, upload_bundle
@@ -84,6 +107,7 @@ def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, skip_la
     bundle = build_bundle()
     upload = upload_bundle(target, bundle, reporter, dry_run=dry_run)
     changed = ship_version(target, upload, bundle.label, reporter, timeout or None)
+    workers = None if skip_workers else ship_workers(target, reporter, skip_build=skip_build)
     functions = None if skip_lambdas else ship_functions(target, reporter, dry_run=dry_run)
     if json:
         reporter.json(
@@ -95,6 +119,7 @@ def deploy(c, stage=None, dry_run=False, json=False, skip_statics=False, skip_la
                 "uploaded": upload.uploaded,
                 "environment_changed": changed,
                 "statics": statics,
+                "workers": workers,
                 "functions": functions,
             }
         )

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from deploy.cli import deploy_task
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deploy.stage import Stage
 
 SHUTDOWN_TIMEOUT_HELP = "seconds to wait for the acknowledgements (0: ecs.shutdown_timeout_seconds)"
@@ -63,6 +65,24 @@ def skip_build_image(stage: Stage) -> str:
             "Build and push it (inv build-docker) or name one with --image URI.",
         )
     return f"{repository_uri(stage)}:{tag}"
+
+
+def worker_image(
+    stage: Stage, reporter: Any, image: str | None, skip_build: bool
+) -> tuple[str, Callable[[], tuple[str, bool]] | None]:
+    """The image the workers get, and the build that makes it when it must be built: `image` as
+    given; with `skip_build` the current source label's, already pushed; else the current source
+    label's, built and pushed unless the repository has it. On the emulator there is nothing to
+    build: its ECS runs server/ itself, so the label's image stands for that code."""
+    from deploy.areas.ecr import repository_uri
+    from deploy.ship.docker_image import ensure_image, source_tag
+
+    if image is not None:
+        return image, None
+    if skip_build or stage.uses_emulator:
+        return skip_build_image(stage), None
+    tag = source_tag(_server_dir())
+    return f"{repository_uri(stage)}:{tag}", lambda: ensure_image(stage, _server_dir(), reporter, tag)
 
 
 @deploy_task()
@@ -175,9 +195,7 @@ def deploy_worker(
     """Ship the workers with no manual step: build and push, shut the running workers down and wait
     for them, register a revision (only if changed), update the service, wait until stable (failing
     fast, rolling back on failure). Example: inv deploy-worker --stage dev --skip-build"""
-    from deploy.areas.ecr import repository_uri
     from deploy.report import Reporter
-    from deploy.ship.docker_image import ensure_image, source_tag
     from deploy.ship.workers import deploy_worker as run_deploy
     from deploy.stage import open_stage
 
@@ -186,13 +204,7 @@ def deploy_worker(
     _image_argument(image)
     target = open_stage(stage, dry_run=dry_run)
     reporter = Reporter(as_json=json)
-    if image is None and skip_build:
-        image = skip_build_image(target)
-    build = None
-    if image is None:
-        tag = source_tag(_server_dir())
-        image = f"{repository_uri(target)}:{tag}"
-        build = lambda: ensure_image(target, _server_dir(), reporter, tag)  # noqa: E731
+    image, build = worker_image(target, reporter, image, skip_build)
     result = run_deploy(
         target,
         reporter,

@@ -44,7 +44,7 @@ def test_create_deploy_and_deploy_again(inv, emulator, frontend_env) -> None:
     assert environment["Environments"][0]["Status"] == "Ready"
 
     emulator.clear()
-    deployed = inv("deploy", "--stage", "dev", env=frontend_env)
+    deployed = inv("deploy", "--stage", "dev", "--skip-workers", env=frontend_env)
 
     assert deployed.code == 0, deployed.output
     made = emulator.mutating()
@@ -57,7 +57,7 @@ def test_create_deploy_and_deploy_again(inv, emulator, frontend_env) -> None:
     assert (live["Status"], live["Health"]) == ("Ready", "Green")
 
     emulator.clear()
-    again = inv("deploy", "--stage", "dev", env=frontend_env)
+    again = inv("deploy", "--stage", "dev", "--skip-workers", env=frontend_env)
     assert again.code == 0, again.output
     assert emulator.mutating() == [], "the same commit again: no version, no static file, no update"
 
@@ -72,7 +72,7 @@ def test_a_failed_update_exits_1_with_the_events(inv, emulator, frontend_env) ->
         TagsToAdd=[{"Key": "emulator:fail-next-update", "Value": "health check failed"}],
     )
 
-    failed = inv("deploy", "--stage", "dev", "--skip-statics", env=frontend_env)
+    failed = inv("deploy", "--stage", "dev", "--skip-statics", "--skip-workers", env=frontend_env)
 
     assert failed.code == 1, failed.output
     assert "health check failed" in failed.output

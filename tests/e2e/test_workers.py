@@ -135,6 +135,14 @@ def test_rolling_the_workers_loses_no_task_and_needs_no_manual_step(inv, emulato
     family = "iotile-cloud-sqs-worker-task-local"
     assert len(client(emulator, "ecs").list_task_definitions(familyPrefix=family)["taskDefinitionArns"]) == 1
 
+    # `deploy` ships the workers the same way after the app: nothing changed for them, so no
+    # shutdown is sent and no ECS call mutates.
+    emulator.clear()
+    shipped = inv("deploy", "--stage", STAGE, "--skip-statics", "--skip-lambdas", "--json")
+    assert shipped.code == 0, shipped.output
+    assert json.loads(shipped.stdout)["workers"]["changed"] is False
+    assert [c for c in emulator.mutating() if c.startswith(("ecs:", "sqs:"))] == []
+
     # A revision whose tasks fail: EMULATOR_FAIL_START=1 in the container's environment makes the
     # emulator's task exit 1 at start. The deploy fails fast on the service's events and the
     # service goes back to the revision it ran.
