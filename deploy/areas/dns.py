@@ -28,11 +28,12 @@ LOOKUPS = ("Record", "Alias", "plan_records", "plan_deferred_records", "describe
 TXT_CHUNK = 255  # a TXT record holds strings of at most 255 characters each
 ZONE_HINT = (
     "Create the public hosted zone in Route 53 (and delegate the domain to it), set "
-    "dns.create_zone: true to have `inv dns.create` make it, or set dns.hosted_zone: null in "
-    "config/<stage>.yaml to print the records for another DNS provider."
+    "dns.create_zone: true to have `inv dns.create --stage {stage}` make it, or set dns.hosted_zone: "
+    "null in config/{stage}.yaml to print the records for another DNS provider."
 )
 MADE_HINT = (
-    "dns.create_zone is set: make the zone first with `inv dns.create` (`up` does it in its first wave)."
+    "dns.create_zone is set: make the zone first with `inv dns.create --stage {stage}` (`up` does it in its "
+    "first wave)."
 )
 
 
@@ -122,7 +123,7 @@ def find_zone(stage: Stage, zone_name: str, hint: str = ZONE_HINT) -> str:
         raise AwsError(
             "HostedZoneNotFound",
             f"no public Route 53 hosted zone named {fqdn(zone_name)} (dns.hosted_zone)",
-            hint,
+            hint.format(stage=stage.name),
         )
     return zone_id
 

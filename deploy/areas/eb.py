@@ -548,7 +548,9 @@ def _follow(stage: Stage, label: str, follower: EventFollower, timeout: float) -
         follower.poll()
         if env is None:
             raise AwsError(
-                "EnvironmentGone", f"{stage.config.eb.environment} no longer exists", "Run inv eb.create."
+                "EnvironmentGone",
+                f"{stage.config.eb.environment} no longer exists",
+                f"Run inv eb.create --stage {stage.name}.",
             )
         if _deployed(stage, label, env, follower.errors):
             return
