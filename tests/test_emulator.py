@@ -239,6 +239,27 @@ def test_request_log_marks_mutating_calls(fresh: EmulatorServer, client: ClientF
     ]
 
 
+def test_request_log_leaves_out_the_code_the_emulator_runs(
+    fresh: EmulatorServer, client: ClientFactory
+) -> None:
+    """Worker tasks and function handlers sign with keys of their own: their calls (a worker's
+    polls, say) are not calls of the tool, and would make every count of the tool's calls wrong."""
+    url = client("sqs").create_queue(QueueName="iotile-worker-local")["QueueUrl"]
+    fresh.clear_requests()
+    for key in ("EMUTASK0123456789ABC", "EMUFUNC0123456789ABC"):
+        workload = boto3.client(
+            "sqs",
+            endpoint_url=fresh.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key="testing",
+        )
+        workload.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    client("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=0)
+
+    assert fresh.requests() == [{"service": "sqs", "operation": "ReceiveMessage", "mutating": True}]
+
+
 def test_request_log_over_http(fresh: EmulatorServer, client: ClientFactory) -> None:
     client("s3").create_bucket(Bucket="iotile-cloud-media")
     fresh.clear_requests()

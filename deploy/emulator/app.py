@@ -10,7 +10,14 @@ from http import HTTPStatus
 from typing import Any
 
 from deploy.emulator import fillins, fixes, longpoll, strict, workers
-from deploy.emulator.calls import RequestLog, credential_of, describe_call, is_form, read_body
+from deploy.emulator.calls import (
+    WORKLOAD_KEY_PREFIXES,
+    RequestLog,
+    credential_of,
+    describe_call,
+    is_form,
+    read_body,
+)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -45,10 +52,13 @@ class EmulatorApp:
             return self._moto_api(environ, start_response, path)
         form_body = read_body(environ) if is_form(environ) else b""
         call = describe_call(environ, form_body)
-        self.log.record(call)
         credential = credential_of(environ)
         if credential is not None:
             workers.heard_from(credential.access_key)
+        # The log holds the calls of the emulator's clients (the tool, the tests): not those of the
+        # code it runs itself (worker tasks polling their queue, function handlers).
+        if credential is None or not credential.access_key.startswith(WORKLOAD_KEY_PREFIXES):
+            self.log.record(call)
         if (call.service, call.operation) == ("sqs", "ReceiveMessage"):
             body = form_body or read_body(environ)
             return longpoll.serve_long_poll(environ, body, start_response, self._moto)

@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl
 from deploy.stage import is_mutating
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Access keys of the code the emulator runs itself: ECS worker tasks and Lambda handlers.
+WORKLOAD_KEY_PREFIXES = ("EMUTASK", "EMUFUNC")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # REST-protocol operations a fill-in serves, named as the API names them: the path alone would
 # make one operation per resource (`POST /2015-03-31/functions/<name>/invocations`).

@@ -60,7 +60,7 @@ def environment(function: Any, endpoint: str | None, request_id: str) -> dict[st
         "TZ": "UTC",
         "AWS_REGION": function.region,
         "AWS_DEFAULT_REGION": function.region,
-        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_ACCESS_KEY_ID": ("EMUFUNC" + request_id.replace("-", "").upper())[:20],
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
