@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
 from deploy.parallel import map_concurrently, pause
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, removal, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -675,6 +675,31 @@ def terminate_environment(stage: Stage, reporter: Reporter) -> bool:
     stage.client("elasticbeanstalk").terminate_environment(EnvironmentName=eb.environment)
     reporter.message(f"terminating {eb.environment}")
     return True
+
+
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: terminate the environment (instances and load balancer) and wait
+    until it is Terminated. The application, its versions and every data store stay, so `up`
+    brings the environment back on the same version."""
+    eb = stage.config.eb
+    env = _describe_environment(stage)
+    if env is None:
+        return []
+    steps: list[Step] = []
+    if env.get("Status") != "Terminating":
+        steps.append(
+            Call(
+                "elasticbeanstalk",
+                "TerminateEnvironment",
+                {"EnvironmentName": eb.environment},
+                eb.environment,
+                "compute goes on down",
+            )
+        )
+    steps.append(
+        Wait(eb.environment, "Beanstalk removes the instances and load balancer", environment_status, GONE)
+    )
+    return [removal(AREA, "environment", eb.environment, steps, detail=str(env.get("Status")))]
 
 
 @deploy_task()
