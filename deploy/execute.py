@@ -170,11 +170,12 @@ def converge_waves(
     dry_run: bool,
     title: str | None = None,
     verbs: tuple[str, str] = ("would change", "changing"),
+    nothing: str | None = None,
 ) -> Outcome:
     """Wave by wave: read, show what will change, then run it (or, on a dry run, only show it).
     A wave starts when the one before it is done, because it reads what that made (ARNs,
     endpoints). `title` names what changes in the plan table (default: the wave's areas); `verbs`
-    say what happens to it (on a dry run, for real)."""
+    say what happens to it (on a dry run, for real), `nothing` what is said when nothing does."""
     executor_type = DryRunExecutor if dry_run else Executor
     everything: list[Resource] = []
     calls = 0
@@ -189,7 +190,7 @@ def converge_waves(
             reporter.plan(changing, title=f"{stage.name}: {verb} {what}")
             calls += execute_resources(stage, changing, reporter, executor_type)
     if not any(r.steps for r in everything):
-        reporter.plan([], title=f"{stage.name}")
+        reporter.plan([], title=f"{stage.name}", **({"nothing": nothing} if nothing else {}))
     return Outcome(stage, everything, calls)
 
 

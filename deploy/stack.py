@@ -234,5 +234,6 @@ def down(c, stage=None, yes=False, prod=False, dry_run=False, json=False):
         dry_run=dry_run,
         title="compute and front end",
         verbs=("would remove", "removing"),
+        nothing="no compute or front end left for `down` to remove",
     )
     reporter.outcome(outcome.resources, stage=target.name, dry_run=dry_run, calls=outcome.calls)

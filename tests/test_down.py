@@ -140,21 +140,9 @@ def data_is_intact(stage: Stage) -> None:
     assert body.read() == b"kept"
 
 
-def test_teardown_never_deletes_data(dev: Stage) -> None:
-    planned = [r for wave in stack.teardown_waves() for planner in wave.values() for r in planner(dev)]
-
+def assert_never_deletes_data(planned: list[Resource]) -> None:
+    """Every teardown step is checked against the deny list, and the services it may touch at all."""
     steps = [step for resource in planned for step in resource.steps if isinstance(step, Call)]
-    assert {s.operation for s in steps} >= {
-        "TerminateEnvironment",
-        "DeleteService",
-        "UpdateAutoScalingGroup",
-        "DeleteFunction",
-        "DeleteRule",
-        "Unsubscribe",
-        "PutBucketNotificationConfiguration",
-        "DeleteDistribution",
-        "ChangeResourceRecordSets",
-    }
     assert [s.operation for s in steps if s.operation in DENIED] == []
     assert {s.service for s in steps} <= {
         "elasticbeanstalk",
@@ -170,11 +158,28 @@ def test_teardown_never_deletes_data(dev: Stage) -> None:
     assert all(s.operation == "PutBucketNotificationConfiguration" for s in steps if s.service == "s3")
 
 
-def test_down_removes_compute_and_front_end_keeps_data_and_up_brings_it_back(
-    dev: Stage, call_log: CallLog
+def test_down_removes_compute_and_front_end_never_deletes_data_and_up_brings_it_back(
+    dev: Stage, call_log: CallLog, make_stage
 ) -> None:
+    assert cdn.find_summary(dev, "statics") is not None
+    assert cdn.teardown(make_stage("dev")) == [], "distributions stay unless cdn.remove_on_down"
     preview = down(dev, dry_run=True)
     assert call_log.mutating == []
+    assert set(operations(preview)) == {
+        "TerminateEnvironment",
+        "UpdateService",
+        "DeleteService",
+        "UpdateAutoScalingGroup",
+        "RemoveTargets",
+        "DeleteRule",
+        "Unsubscribe",
+        "PutBucketNotificationConfiguration",
+        "DeleteFunction",
+        "UpdateDistribution",
+        "DeleteDistribution",
+        "ChangeResourceRecordSets",
+    }
+    assert_never_deletes_data(preview)
     assert next(r.area for r in preview if r.steps) == "aliases", "records go before their targets"
 
     removed = down(dev)

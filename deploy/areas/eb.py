@@ -696,9 +696,9 @@ def teardown(stage: Stage) -> list[Resource]:
                 "compute goes on down",
             )
         )
-    steps.append(
-        Wait(eb.environment, "Beanstalk removes the instances and load balancer", environment_status, GONE)
-    )
+    reason = "Beanstalk removes the instances and load balancer"
+    seconds = eb.deploy_timeout_minutes * 60
+    steps.append(Wait(eb.environment, reason, environment_status, GONE, timeout_seconds=seconds))
     return [removal(AREA, "environment", eb.environment, steps, detail=str(env.get("Status")))]
 
 

@@ -111,6 +111,7 @@ def test_down_keeps_the_data_and_up_brings_the_stage_back(inv, emulator, env) ->
     again = inv("down", *STAGE, "--yes", env=env)
     assert again.code == 0, again.output
     assert emulator.mutating() == [], "a second down finds nothing to remove"
+    assert "no compute or front end left for `down` to remove" in again.stdout
 
     back = inv("up", *STAGE, env=env)
     assert back.code == 0, back.output
