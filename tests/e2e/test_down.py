@@ -4,6 +4,7 @@ removed with the data intact, a second `down` with nothing to do, and `up` bring
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import boto3
@@ -88,10 +89,16 @@ def test_down_keeps_the_data_and_up_brings_the_stage_back(inv, emulator, env) ->
     assert before["functions"] == 4 and before["distributions"] == 2
     emulator.clear()
 
-    preview = inv("down", *STAGE, "--dry-run", env=env)
+    preview = inv("down", *STAGE, "--dry-run", "--json", env=env)
     assert preview.code == 0, preview.output
+    planned = [
+        f"{step['service']}:{step['operation']}"
+        for change in json.loads(preview.stdout)["changes"]
+        for step in change["steps"]
+        if step["kind"] == "call"
+    ]
     for operation in ("TerminateEnvironment", "DeleteService", "DeleteFunction", "DeleteDistribution"):
-        assert operation in preview.stdout, operation
+        assert any(p.endswith(f":{operation}") for p in planned), operation
     assert emulator.mutating() == []
     emulator.clear()
 
@@ -102,6 +109,8 @@ def test_down_keeps_the_data_and_up_brings_the_stage_back(inv, emulator, env) ->
 
     done = inv("down", *STAGE, "--yes", env=env)
     assert done.code == 0, done.output
+    made = emulator.mutating()
+    assert len(made) == len(planned), f"the dry run showed exactly what went: {planned} / {made}"
     after = compute(emulator)
     assert after["environment"] == [] and after["service"] in ([], ["INACTIVE"])
     assert after["capacity"] == [(0, 0)] and after["functions"] == 0 and after["distributions"] == 0
