@@ -216,16 +216,12 @@ def down(c, stage=None, yes=False, prod=False, dry_run=False, json=False):
     its instances, the functions and their triggers, the alias records pointing at them; the
     distributions when cdn.remove_on_down), in the reverse of `up`'s order. Data stores, buckets,
     queues, keys and secrets stay: `up` brings the stage back. Example: inv down --stage dev --dry-run"""
-    from deploy.errors import ArgumentError
     from deploy.report import Reporter
-    from deploy.secrets import _confirm
+    from deploy.secrets import confirm_destruction
     from deploy.stage import open_stage
 
     target = open_stage(stage, dry_run=dry_run)
-    if target.name == "prod" and not prod:
-        raise ArgumentError("--prod", "taking the prod stage down needs --prod as well")
-    if not dry_run:
-        _confirm(target, "remove compute and front end", yes)
+    confirm_destruction(target, "remove compute and front end", yes=yes, prod=prod, dry_run=dry_run)
     reporter = Reporter(as_json=json)
     outcome = converge_waves(
         target,

@@ -742,16 +742,13 @@ def status(c, stage=None, json=False):
 def terminate(c, stage=None, yes=False, prod=False, dry_run=False):
     """Terminate the stage's Beanstalk environment (never a data store), after the stage name is typed
     back (or --yes; on prod also --prod). Example: inv eb.terminate --stage dev --yes"""
-    from deploy.errors import ArgumentError
     from deploy.report import Reporter
-    from deploy.secrets import _confirm
+    from deploy.secrets import confirm_destruction
     from deploy.stage import open_stage
 
     opened = open_stage(stage, dry_run=dry_run)
-    if opened.name == "prod" and not prod:
-        raise ArgumentError("--prod", "terminating the prod environment needs --prod as well")
-    if not dry_run:
-        _confirm(opened, f"terminate {opened.config.eb.environment}", yes)
+    what = f"terminate {opened.config.eb.environment}"
+    confirm_destruction(opened, what, yes=yes, prod=prod, dry_run=dry_run)
     terminate_environment(opened, Reporter())
 
 
