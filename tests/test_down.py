@@ -126,6 +126,13 @@ def item() -> dict:
     return {"task_id": {"S": "kept"}}
 
 
+def aliases_in_zone(stage: Stage) -> list[str]:
+    route53 = stage.client("route53")
+    (zone,) = route53.list_hosted_zones()["HostedZones"]
+    sets = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    return sorted(f"{s['Name']} {s['Type']}" for s in sets if "AliasTarget" in s)
+
+
 def data_is_intact(stage: Stage) -> None:
     queue = stage.client("sqs").get_queue_url(QueueName="iotile-worker-dev")["QueueUrl"]
     attributes = stage.client("sqs").get_queue_attributes(
@@ -162,6 +169,7 @@ def test_down_removes_compute_and_front_end_never_deletes_data_and_up_brings_it_
     dev: Stage, call_log: CallLog, make_stage
 ) -> None:
     assert cdn.find_summary(dev, "statics") is not None
+    assert len(aliases_in_zone(dev)) == 5, "A to the app, A and AAAA to each distribution"
     assert cdn.teardown(make_stage("dev")) == [], "distributions stay unless cdn.remove_on_down"
     preview = down(dev, dry_run=True)
     assert call_log.mutating == []
@@ -196,6 +204,7 @@ def test_down_removes_compute_and_front_end_never_deletes_data_and_up_brings_it_
     )
     assert notification.get("LambdaFunctionConfigurations", []) == []
     assert [cdn.find_summary(dev, which) for which in cdn.WHICH] == [None, None]
+    assert aliases_in_zone(dev) == []
     data_is_intact(dev)
 
     call_log.clear()
@@ -205,6 +214,7 @@ def test_down_removes_compute_and_front_end_never_deletes_data_and_up_brings_it_
     assert eb.environment_status(dev) == "Ready"
     assert ecs.service_status(dev) == "ACTIVE"
     assert all(lambdas.read_function(dev, spec.name).exists for spec in lambdas.function_specs(dev))
+    assert len(aliases_in_zone(dev)) == 5
     data_is_intact(dev)
 
 
