@@ -17,7 +17,7 @@ from deploy.plan import Call, Resource
 from deploy.report import Reporter
 from deploy.stage import Stage
 from tests.conftest import CallLog
-from tests.helpers import operations
+from tests.helpers import converge, operations
 
 # IAM attaches AWS managed policies to the Beanstalk roles.
 pytestmark = pytest.mark.aws_managed_policies
@@ -228,3 +228,21 @@ def test_down_asks_for_the_stage_name_and_prod_needs_prod(
     with pytest.raises(Exit) as prod:
         stack.down(Context(), stage="prod", yes=True)
     assert prod.value.code == 2
+
+
+def test_a_distribution_disabled_before_down_is_only_awaited_and_deleted(make_stage, folder: Path) -> None:
+    """What a rerun finds after Ctrl-C between disabling and deleting: no second update."""
+    stage = make_stage("dev", config_dir=folder)
+    converge(stage, "kms", "s3", "cdn")
+    found = cdn.read_distribution(stage, cdn.find_summary(stage, "media"))
+    config = {**found.config, "Enabled": False}
+    stage.client("cloudfront").update_distribution(Id=found.id, IfMatch=found.etag, DistributionConfig=config)
+
+    planned = {r.name: operations([r]) for r in cdn.teardown(stage)}
+
+    assert planned == {
+        "iotile-deploy:dev:statics": ["UpdateDistribution", "DeleteDistribution"],
+        "iotile-deploy:dev:media": ["DeleteDistribution"],
+    }
+    converge_waves(stage, [{"cdn": cdn.teardown}], Reporter(as_json=True), dry_run=False)
+    assert [cdn.find_summary(stage, which) for which in cdn.WHICH] == [None, None]
