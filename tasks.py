@@ -88,6 +88,7 @@ ns.add_task(stack.up)
 ns.add_task(stack.up, name="create")
 ns.add_task(stack.plan)
 ns.add_task(stack.status)
+ns.add_task(stack.down)
 
 # Shipping the app.
 ns.add_task(ship.deploy)

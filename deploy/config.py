@@ -643,6 +643,9 @@ class Cdn(Section):
     )
     aliases: CdnAliases = CdnAliases()
     wait_minutes: int = Field(ge=1, le=240)
+    # `down` removes the distributions too (disable, wait, delete); off by default: a new one gets a
+    # new domain name, which the app's STATIC_URL and any alias must then follow.
+    remove_on_down: bool = False
     statics: CdnStatics
 
 

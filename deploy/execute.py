@@ -163,11 +163,19 @@ def read_areas(stage: Stage, wave: Wave) -> list[Resource]:
 
 
 def converge_waves(
-    stage: Stage, waves: Sequence[Wave], reporter: Reporter, *, dry_run: bool, title: str | None = None
+    stage: Stage,
+    waves: Sequence[Wave],
+    reporter: Reporter,
+    *,
+    dry_run: bool,
+    title: str | None = None,
+    verbs: tuple[str, str] = ("would change", "changing"),
+    nothing: str | None = None,
 ) -> Outcome:
     """Wave by wave: read, show what will change, then run it (or, on a dry run, only show it).
     A wave starts when the one before it is done, because it reads what that made (ARNs,
-    endpoints). `title` names what changes in the plan table (default: the wave's areas)."""
+    endpoints). `title` names what changes in the plan table (default: the wave's areas); `verbs`
+    say what happens to it (on a dry run, for real), `nothing` what is said when nothing does."""
     executor_type = DryRunExecutor if dry_run else Executor
     everything: list[Resource] = []
     calls = 0
@@ -176,13 +184,13 @@ def converge_waves(
         everything.extend(resources)
         changing = [r for r in resources if r.steps]
         if changing:
-            verb = "would change" if dry_run else "changing"
+            verb = verbs[0] if dry_run else verbs[1]
             # Only the areas with something to change: the others of the wave match config.
             what = title or ", ".join(dict.fromkeys(r.area for r in changing))
             reporter.plan(changing, title=f"{stage.name}: {verb} {what}")
             calls += execute_resources(stage, changing, reporter, executor_type)
     if not any(r.steps for r in everything):
-        reporter.plan([], title=f"{stage.name}")
+        reporter.plan([], title=f"{stage.name}", **({"nothing": nothing} if nothing else {}))
     return Outcome(stage, everything, calls)
 
 

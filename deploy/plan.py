@@ -230,6 +230,21 @@ def converge(
     return Resource(area, kind, name, state, tuple(steps), drift, detail, after)
 
 
+def removal(
+    area: str,
+    kind: str,
+    name: str,
+    steps: Sequence[Step],
+    *,
+    detail: str = "",
+    depends_on: Sequence[str] = (),
+) -> Resource:
+    """What `down` does to one resource that exists: the steps that remove it (or detach it), from
+    an area's `teardown(stage)` planner. A resource with nothing left to remove has no steps."""
+    reasons = tuple(dict.fromkeys(s.reason for s in steps if isinstance(s, Call)))
+    return Resource(area, kind, name, "present", tuple(steps), reasons, detail, tuple(depends_on))
+
+
 def dependency_levels(resources: Sequence[Resource]) -> list[list[Resource]]:
     """Group resources so each group depends only on earlier groups (dependencies on resources
     not in the list are already satisfied). Order inside a group follows the input."""

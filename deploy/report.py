@@ -17,6 +17,7 @@ from rich.table import Table
 
 from deploy.plan import Call, Check, Resource, Step, Wait
 
+NOTHING_FOR_UP = "no changes for `up` to make"
 STATE_STYLE = {"present": "green", "missing": "red", "drifted": "yellow", "pending": "cyan"}
 
 
@@ -88,12 +89,12 @@ class Reporter:
         return table
 
     # -- reports -------------------------------------------------------------------------------
-    def plan(self, resources: Sequence[Resource], *, title: str) -> None:
+    def plan(self, resources: Sequence[Resource], *, title: str, nothing: str = NOTHING_FOR_UP) -> None:
         changing = [r for r in resources if r.steps]
         if self.as_json:
             return
         if not changing:
-            self.out.print(f"{title}: no changes for `up` to make.")
+            self.out.print(f"{title}: {nothing}.")
             return
         table = Table(title=title, title_justify="left")
         for column in ("area", "resource", "change", "why"):

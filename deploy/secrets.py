@@ -440,6 +440,16 @@ def _confirm(stage: Stage, what: str, yes: bool) -> None:
         raise ArgumentError("confirmation", f"typed {typed!r}, expected {stage.name!r}: nothing done")
 
 
+def confirm_destruction(stage: Stage, what: str, *, yes: bool, prod: bool, dry_run: bool) -> None:
+    """The guard of every task that removes something (down, eb.terminate, terminate-ecs), before
+    any AWS call: on prod `--prod` as well, and the stage name typed back unless `--yes`; a dry run
+    asks nothing, since it changes nothing."""
+    if stage.name == "prod" and not prod:
+        raise ArgumentError("--prod", f"{what} on the prod stage needs --prod as well")
+    if not dry_run:
+        _confirm(stage, what, yes)
+
+
 def _open(stage_name: str | None, dry_run: bool = False) -> Stage:
     from deploy.stage import open_stage
 

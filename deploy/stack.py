@@ -103,6 +103,17 @@ def waves_of(names: Sequence[Sequence[str]]) -> list[Wave]:
     return [{area: planner(area) for area in wave} for wave in names]
 
 
+def teardown_waves() -> list[Wave]:
+    """`down`'s waves: the areas that declare `teardown(stage)`, in the reverse of `up`'s order, so
+    what depends on a thing goes before it (alias records before their targets, triggers before
+    their functions)."""
+    found = [
+        {area: _MODULES[area].teardown for area in wave if hasattr(_MODULES[area], "teardown")}
+        for wave in reversed(WAVES)
+    ]
+    return [wave for wave in found if wave]
+
+
 def converge_areas(
     stage: Stage, waves: Sequence[Sequence[str]], reporter: Reporter, *, dry_run: bool
 ) -> Outcome:
@@ -192,3 +203,33 @@ def status(c, stage=None, json=False):
     code = divergence_code(resources, missing_secrets=any(row["state"] == "missing" for row in secrets))
     if code:
         raise Exit(code=code)
+
+
+@deploy_task(
+    help={
+        "yes": "do not ask for the stage name to be typed back",
+        "prod": "required on the prod stage, with the confirmation",
+    }
+)
+def down(c, stage=None, yes=False, prod=False, dry_run=False, json=False):
+    """Remove the stage's compute and front end (the Beanstalk environment, the worker service and
+    its instances, the functions and their triggers, the alias records pointing at them; the
+    distributions when cdn.remove_on_down), in the reverse of `up`'s order. Data stores, buckets,
+    queues, keys and secrets stay: `up` brings the stage back. Example: inv down --stage dev --dry-run"""
+    from deploy.report import Reporter
+    from deploy.secrets import confirm_destruction
+    from deploy.stage import open_stage
+
+    target = open_stage(stage, dry_run=dry_run)
+    confirm_destruction(target, "remove compute and front end", yes=yes, prod=prod, dry_run=dry_run)
+    reporter = Reporter(as_json=json)
+    outcome = converge_waves(
+        target,
+        teardown_waves(),
+        reporter,
+        dry_run=dry_run,
+        title="compute and front end",
+        verbs=("would remove", "removing"),
+        nothing="no compute or front end left for `down` to remove",
+    )
+    reporter.outcome(outcome.resources, stage=target.name, dry_run=dry_run, calls=outcome.calls)

@@ -291,6 +291,22 @@ def test_cloudfront_update_with_a_stale_etag_is_refused(region) -> None:
         cloudfront.update_distribution(Id=distribution, IfMatch=etag, DistributionConfig=config)
 
 
+def test_cloudfront_deletes_only_a_disabled_distribution_with_its_current_etag(region) -> None:
+    cloudfront, distribution = _distribution(region)
+    found = cloudfront.get_distribution_config(Id=distribution)
+
+    with pytest.raises(ClientError, match="DistributionNotDisabled"):
+        cloudfront.delete_distribution(Id=distribution, IfMatch=found["ETag"])
+    config = {**found["DistributionConfig"], "Enabled": False}
+    etag = found["ETag"]
+    disabled = cloudfront.update_distribution(Id=distribution, IfMatch=etag, DistributionConfig=config)
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        cloudfront.delete_distribution(Id=distribution, IfMatch=found["ETag"])
+    cloudfront.delete_distribution(Id=distribution, IfMatch=disabled["ETag"])
+
+    assert cloudfront.list_distributions()["DistributionList"].get("Items") is None
+
+
 def test_cloudfront_origin_keeps_its_access_control(region) -> None:
     cloudfront, distribution = _distribution(region)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.plan import Resource, converge
+from deploy.plan import Resource, converge, removal
 
 if TYPE_CHECKING:
     from deploy.areas.dns import Alias
@@ -114,6 +114,27 @@ def plan(stage: Stage) -> list[Resource]:
     if not dns.managed(stage):
         return []
     return [plan_alias(stage, name, build(stage)) for name, build in wanted(stage)]
+
+
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: the records pointing at what goes (the app's always; the
+    distributions' when cdn.remove_on_down), before their targets go. `up` writes them again."""
+    from deploy.areas import dns
+
+    if not dns.managed(stage):
+        return []
+    config = stage.config.dns
+    names = [config.app_record]
+    if stage.config.cdn.remove_on_down:
+        names += [config.statics_record, config.media_record]
+    resources = []
+    for record_name in filter(None, names):
+        name = dns.Record(record_name, "A").fqdn
+        records = [dns.Record(record_name, kind) for kind in ("A", "AAAA")]
+        steps = dns.plan_alias_removal(stage, records, area=AREA, resource=name)
+        if steps:
+            resources.append(removal(AREA, "alias", name, steps))
+    return resources
 
 
 create, status = area_tasks(AREA, "the alias records of the app and the distributions", plan)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs, tag_drift
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs, removal, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -427,6 +427,49 @@ def plan(stage: Stage) -> list[Resource]:
         resources.append(plan_distribution(stage, which, state, oac_id, certificate))
         resources.append(plan_bucket_statement(stage, which, state))
     return resources
+
+
+# -- down --------------------------------------------------------------------------------------
+
+
+def current_etag(distribution: str) -> Deferred:
+    """The ETag when the call runs: the disabling update just gave the distribution a new one."""
+    return Deferred(
+        f"current ETag of distribution {distribution}",
+        lambda stage: stage.client("cloudfront").get_distribution_config(Id=distribution)["ETag"],
+    )
+
+
+def teardown_distribution(stage: Stage, which: str, state: DistributionState) -> Resource:
+    """AWS deletes only a distribution that is disabled and Deployed, with its current ETag."""
+    name = comment(stage, which)
+    steps: list[Step] = []
+    if state.config.get("Enabled", True):
+        params = {
+            "Id": state.id,
+            "IfMatch": state.etag,
+            "DistributionConfig": {**state.config, "Enabled": False},
+        }
+        steps.append(Call("cloudfront", "UpdateDistribution", params, name, "disabled before it is deleted"))
+    steps.append(wait_deployed(stage, which))
+    delete = {"Id": state.id, "IfMatch": current_etag(state.id)}
+    steps.append(Call("cloudfront", "DeleteDistribution", delete, name, "cdn.remove_on_down is true"))
+    return removal(AREA, "distribution", name, steps, detail=f"https://{state.domain}")
+
+
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: nothing unless cdn.remove_on_down; then both distributions go (the
+    buckets, their files and the origin access control stay; `up` makes new distributions, with
+    new domain names, and admits them in the bucket policies)."""
+    if not stage.config.cdn.remove_on_down:
+        return []
+    summaries = _summaries(stage)
+    found = [next((s for s in summaries if s.get("Comment") == comment(stage, w)), None) for w in WHICH]
+    return [
+        teardown_distribution(stage, which, read_distribution(stage, summary))
+        for which, summary in zip(WHICH, found, strict=True)
+        if summary is not None
+    ]
 
 
 # -- tasks -------------------------------------------------------------------------------------

@@ -24,7 +24,15 @@ AREA = "dns"
 # acm must come before eb and cdn, so the zone cannot wait for any of them.
 AFTER: tuple[str, ...] = ()
 # What other areas may call here (the tests hold them to it).
-LOOKUPS = ("Record", "Alias", "plan_records", "plan_deferred_records", "describe_records", "managed")
+LOOKUPS = (
+    "Record",
+    "Alias",
+    "plan_records",
+    "plan_deferred_records",
+    "plan_alias_removal",
+    "describe_records",
+    "managed",
+)
 TXT_CHUNK = 255  # a TXT record holds strings of at most 255 characters each
 ZONE_HINT = (
     "Create the public hosted zone in Route 53 (and delegate the domain to it), set "
@@ -229,6 +237,34 @@ def plan_records(stage: Stage, records: Sequence[Record], *, area: str, resource
         "ChangeBatch": change_batch([r for r, _ in stale], f"iotile-deploy {area}: {resource}"),
     }
     return [Call("route53", "ChangeResourceRecordSets", params, resource, reason)]
+
+
+def plan_alias_removal(stage: Stage, records: Sequence[Record], *, area: str, resource: str) -> list[Call]:
+    """One DELETE of those of the records (name and type) that exist as alias records in the zone
+    of dns.hosted_zone, each exactly as Route 53 holds it (it deletes only an exact match); none
+    when there is no such record, or no zone."""
+    zone_id = lookup_zone(stage, managed_zone(stage))
+    if zone_id is None:
+        return []
+    found = map_concurrently(lambda record: read_record(stage, zone_id, record), records)
+    aliases = [have for have in found if have is not None and "AliasTarget" in have]
+    if not aliases:
+        return []
+    changes = [{"Action": "DELETE", "ResourceRecordSet": have} for have in aliases]
+    params = {
+        "HostedZoneId": zone_id,
+        "ChangeBatch": {"Comment": f"iotile-deploy {area}: {resource}", "Changes": changes},
+    }
+    kinds = "/".join(have["Type"] for have in aliases)
+    return [
+        Call(
+            "route53",
+            "ChangeResourceRecordSets",
+            params,
+            resource,
+            f"{kinds} alias points at what goes on down",
+        )
+    ]
 
 
 def plan_deferred_records(

@@ -16,7 +16,7 @@ from invoke import Collection
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
 from deploy.parallel import map_concurrently, pause
-from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, removal, tag_drift
 
 if TYPE_CHECKING:
     from deploy.report import Reporter
@@ -679,6 +679,31 @@ def terminate_environment(stage: Stage, reporter: Reporter) -> bool:
     return True
 
 
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: terminate the environment (instances and load balancer) and wait
+    until it is Terminated. The application, its versions and every data store stay, so `up`
+    brings the environment back on the same version."""
+    eb = stage.config.eb
+    env = _describe_environment(stage)
+    if env is None:
+        return []
+    steps: list[Step] = []
+    if env.get("Status") != "Terminating":
+        steps.append(
+            Call(
+                "elasticbeanstalk",
+                "TerminateEnvironment",
+                {"EnvironmentName": eb.environment},
+                eb.environment,
+                "compute goes on down",
+            )
+        )
+    reason = "Beanstalk removes the instances and load balancer"
+    seconds = eb.deploy_timeout_minutes * 60
+    steps.append(Wait(eb.environment, reason, environment_status, GONE, timeout_seconds=seconds))
+    return [removal(AREA, "environment", eb.environment, steps, detail=str(env.get("Status")))]
+
+
 @deploy_task()
 def create(c, stage=None, dry_run=False, json=False):
     """Create or converge the Beanstalk application and environment. Example: inv eb.create --stage dev"""
@@ -719,16 +744,13 @@ def status(c, stage=None, json=False):
 def terminate(c, stage=None, yes=False, prod=False, dry_run=False):
     """Terminate the stage's Beanstalk environment (never a data store), after the stage name is typed
     back (or --yes; on prod also --prod). Example: inv eb.terminate --stage dev --yes"""
-    from deploy.errors import ArgumentError
     from deploy.report import Reporter
-    from deploy.secrets import _confirm
+    from deploy.secrets import confirm_destruction
     from deploy.stage import open_stage
 
     opened = open_stage(stage, dry_run=dry_run)
-    if opened.name == "prod" and not prod:
-        raise ArgumentError("--prod", "terminating the prod environment needs --prod as well")
-    if not dry_run:
-        _confirm(opened, f"terminate {opened.config.eb.environment}", yes)
+    what = f"terminate {opened.config.eb.environment}"
+    confirm_destruction(opened, what, yes=yes, prod=prod, dry_run=dry_run)
     terminate_environment(opened, Reporter())
 
 

@@ -14,7 +14,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, converge
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, removal
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -607,6 +607,73 @@ def plan(stage: Stage) -> list[Resource]:
         definition,
         plan_service(stage, service, definition, live),
     ]
+
+
+# -- down ------------------------------------------------------------------------------------------
+
+
+def service_status(stage: Stage) -> str:
+    """The worker service's status (ACTIVE, DRAINING, INACTIVE), "missing" when there is none."""
+    from botocore.exceptions import ClientError
+
+    from deploy.errors import error_code
+
+    ecs = stage.config.ecs
+    try:
+        found = stage.client("ecs").describe_services(cluster=ecs.cluster, services=[ecs.service])
+    except ClientError as exc:
+        if error_code(exc) == "ClusterNotFoundException":
+            return "missing"
+        raise
+    statuses = [s.get("status", "") for s in found.get("services", [])]
+    return next((s for s in statuses if s != "INACTIVE"), "INACTIVE" if statuses else "missing")
+
+
+def teardown_service(stage: Stage) -> Resource | None:
+    ecs = stage.config.ecs
+    status = service_status(stage)
+    if status in ("INACTIVE", "missing"):
+        return None
+    steps: list[Step] = []
+    if status == "ACTIVE":
+        service = read_service(stage) or {}
+        at = {"cluster": ecs.cluster, "service": ecs.service}
+        if service.get("desiredCount", 0):
+            # AWS refuses to delete a service scaled above zero (without force).
+            steps.append(Call("ecs", "UpdateService", {**at, "desiredCount": 0}, ecs.service, "workers stop"))
+        steps.append(Call("ecs", "DeleteService", at, ecs.service, "compute goes on down"))
+    steps.append(
+        Wait(
+            ecs.service,
+            "ECS stops the tasks and retires the service",
+            service_status,
+            frozenset({"INACTIVE", "missing"}),
+        )
+    )
+    return removal(AREA, "service", ecs.service, steps, detail=status)
+
+
+def teardown_group(stage: Stage) -> Resource | None:
+    """The instances go, the group stays at 0/0 (with its launch template and capacity provider, so
+    nothing needs detaching); `up` raises MinSize again and AWS then raises DesiredCapacity to it."""
+    group = read_group(stage)
+    if group is None or (group["MinSize"], group["DesiredCapacity"]) == (0, 0):
+        return None
+    name = group["AutoScalingGroupName"]
+    params = {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0}
+    call = Call("autoscaling", "UpdateAutoScalingGroup", params, name, "capacity to 0/0 on down")
+    detail = f"{len(group.get('Instances', []))} instance(s), desired {group['DesiredCapacity']}"
+    return removal(
+        AREA, "Auto Scaling group", name, [call], detail=detail, depends_on=[stage.config.ecs.service]
+    )
+
+
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: the service to zero, deleted and awaited until INACTIVE, then the
+    group's capacity to 0/0. Cluster, task definitions, log group and repository stay."""
+    service = teardown_service(stage)
+    group = teardown_group(stage)
+    return [r for r in (service, group) if r is not None]
 
 
 create, status = area_tasks(AREA, "the worker cluster, its EC2 capacity, task definition and service", plan)

@@ -15,7 +15,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks, deploy_task
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Deferred, Resource, Wait, converge
+from deploy.plan import Call, Deferred, Resource, Wait, converge, removal
 
 if TYPE_CHECKING:
     from deploy.ship.functions import FunctionFile, Package
@@ -787,6 +787,108 @@ def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
 
 def plan(stage: Stage) -> list[Resource]:
     return plan_functions(stage)
+
+
+# -- down ----------------------------------------------------------------------------------------
+
+
+def teardown_rules(stage: Stage, spec: FunctionSpec) -> list[Resource]:
+    """Every rule targeting the function: our target removed, the rule too when nothing else is
+    its target."""
+    events = stage.client("events")
+    arn = function_arn(stage, spec.name)
+    page = _absent(lambda: events.list_rule_names_by_target(TargetArn=arn), *NOT_FOUND) or {}
+    resources = []
+    for name in sorted(page.get("RuleNames", [])):
+        targets = events.list_targets_by_rule(Rule=name).get("Targets", [])
+        ours = [t["Id"] for t in targets if t["Arn"] == arn]
+        steps = [
+            Call("events", "RemoveTargets", {"Rule": name, "Ids": ours}, name, "its function goes on down")
+        ]
+        if len(ours) == len(targets):
+            steps.append(Call("events", "DeleteRule", {"Name": name}, name, "no target left"))
+        resources.append(removal(AREA, "schedule", name, steps, detail=f"-> {spec.name}"))
+    return resources
+
+
+def teardown_subscriptions(stage: Stage, spec: FunctionSpec) -> list[Resource]:
+    from deploy.areas import sns
+
+    endpoint = function_arn(stage, spec.name)
+    client = stage.client("sns")
+    resources = []
+    for topic in spec.topics:
+        found = _absent(
+            lambda t=topic: (
+                client.get_paginator("list_subscriptions_by_topic")
+                .paginate(TopicArn=sns.topic_arn(stage, t))
+                .build_full_result()
+            ),
+            "NotFound",
+        )
+        arns = [
+            s["SubscriptionArn"]
+            for s in (found or {}).get("Subscriptions", [])
+            if s["Protocol"] == "lambda"
+            and s["Endpoint"] == endpoint
+            and s["SubscriptionArn"].startswith("arn:")
+        ]
+        name = f"{topic} -> {spec.name}"
+        steps = [
+            Call("sns", "Unsubscribe", {"SubscriptionArn": a}, name, "its function goes on down")
+            for a in arns
+        ]
+        if steps:
+            resources.append(removal(AREA, "subscription", name, steps))
+    return resources
+
+
+def teardown_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> Resource | None:
+    """The bucket's notification without our functions' entries; every other entry is kept."""
+    ours = {function_arn(stage, spec.name) for spec in specs}
+    current = (
+        _absent(
+            lambda: stage.client("s3").get_bucket_notification_configuration(Bucket=bucket), "NoSuchBucket"
+        )
+        or {}
+    )
+    current.pop("ResponseMetadata", None)
+    lambdas = current.get("LambdaFunctionConfigurations", [])
+    kept = [entry for entry in lambdas if entry.get("LambdaFunctionArn") not in ours]
+    if len(kept) == len(lambdas):
+        return None
+    document = {**current, "LambdaFunctionConfigurations": kept}
+    if not kept:
+        del document["LambdaFunctionConfigurations"]
+    name = f"s3://{bucket} notification"
+    reason = f"our {len(lambdas) - len(kept)} function trigger(s) go on down, other entries stay"
+    params = {"Bucket": bucket, "NotificationConfiguration": document}
+    call = Call("s3", "PutBucketNotificationConfiguration", params, name, reason)
+    return removal(AREA, "bucket notification", name, [call])
+
+
+def teardown(stage: Stage) -> list[Resource]:
+    """What `down` does here: the triggers first (schedules, subscriptions, our entries of the
+    buckets' notifications), then the functions, whose invoke permissions go with them. Log
+    groups, the deployment bucket and its packages stay."""
+    specs = function_specs(stage)
+    buckets = list(
+        dict.fromkeys([*(t.bucket for spec in specs for t in spec.s3), stage.config.s3.buckets.media.name])
+    )
+    triggers = [
+        r for spec in specs for r in (*teardown_rules(stage, spec), *teardown_subscriptions(stage, spec))
+    ]
+    triggers += [r for r in (teardown_notification(stage, b, specs) for b in buckets) if r is not None]
+    functions = []
+    for spec in specs:
+        if read_function(stage, spec.name).exists:
+            call = Call(
+                "lambda", "DeleteFunction", {"FunctionName": spec.name}, spec.name, "compute goes on down"
+            )
+            functions.append(
+                removal(AREA, "function", spec.name, [call], depends_on=[t.name for t in triggers])
+            )
+    return triggers + functions
 
 
 # -- tasks ---------------------------------------------------------------------------------------

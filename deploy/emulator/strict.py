@@ -523,6 +523,37 @@ def rule_cloudfront_update_needs_current_etag() -> None:
     _wrapped(CloudFrontBackend, "update_distribution", name, _current_etag_only)
 
 
+def _deletes_only_disabled(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete_distribution(self: Any, distribution_id: str, if_match: Any) -> None:
+        from moto.cloudfront.exceptions import CloudFrontException
+
+        current = self.distributions.get(distribution_id)
+        if current is not None:
+            enabled = getattr(current.distribution_config, "Enabled", True)
+            if str(enabled).lower() == "true" or current.status != "Deployed":
+                raise CloudFrontException(
+                    "DistributionNotDisabled",
+                    "The distribution you are trying to delete has not been disabled.",
+                )
+            if if_match and if_match != current.etag:
+                raise CloudFrontException(
+                    "PreconditionFailed", "The If-Match version is missing or not valid for the resource."
+                )
+        return original(self, distribution_id, if_match)
+
+    return delete_distribution
+
+
+def rule_cloudfront_deletes_only_disabled_distributions() -> None:
+    """AWS: DeleteDistribution fails DistributionNotDisabled unless the distribution is disabled
+    and that change is Deployed, and PreconditionFailed with an ETag other than its current one
+    (the one the disabling update returned). moto: deletes an enabled one with any ETag."""
+    from moto.cloudfront.models import CloudFrontBackend
+
+    name = "rule_cloudfront_deletes_only_disabled_distributions"
+    _wrapped(CloudFrontBackend, "delete_distribution", name, _deletes_only_disabled)
+
+
 def _origin_keeps_access_control(original: Callable[..., Any]) -> Callable[..., Any]:
     def __init__(self: Any, origin: dict[str, Any]) -> None:
         original(self, origin)
@@ -950,6 +981,7 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_iam_service_linked_role_taken,
     rule_cloudfront_update_needs_current_etag,
     rule_cloudfront_origins_keep_access_control,
+    rule_cloudfront_deletes_only_disabled_distributions,
     rule_s3_tls_denial_applies_to_plain_http_only,
     rule_acm_validates_by_dns,
     rule_acm_request_as_aws_reads_it,

@@ -244,15 +244,12 @@ def describe_ecs(c, stage=None, json=False):
 def terminate_ecs(c, stage=None, yes=False, prod=False, dry_run=False):
     """Scale the worker service to zero, delete it, deregister its task definitions and set the
     instances' capacity to zero; the cluster and repository stay. Example: inv terminate-ecs --yes"""
-    from deploy.errors import ArgumentError
     from deploy.report import Reporter
-    from deploy.secrets import _confirm
+    from deploy.secrets import confirm_destruction
     from deploy.ship.workers import terminate_workers
     from deploy.stage import open_stage
 
     target = open_stage(stage, dry_run=dry_run)
-    if target.name == "prod" and not prod:
-        raise ArgumentError("--prod", "terminating the prod workers needs --prod as well")
-    if not dry_run:
-        _confirm(target, f"terminate the workers of {target.config.ecs.cluster}", yes)
+    what = f"terminate the workers of {target.config.ecs.cluster}"
+    confirm_destruction(target, what, yes=yes, prod=prod, dry_run=dry_run)
     terminate_workers(target, Reporter())
