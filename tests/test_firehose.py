@@ -619,3 +619,35 @@ def test_switching_delivery_converges_both_ways(dev: Stage, make_stage, config_c
     assert (cluster.publicly_accessible, cluster.enhanced_vpc_routing) == (False, True)
     assert "ExtendedS3DestinationDescription" in described(dev)["Destinations"][0]
     assert changed(converge(dev, "network", "redshift", "firehose").resources) == []
+
+
+def test_direct_dry_run_on_an_empty_account_reads_no_password_and_changes_nothing(
+    make_stage, config_copy, call_log
+) -> None:
+    direct = make_stage("dev", read_only=True, log=call_log, config_dir=config_copy("dev", DIRECT))
+
+    preview = converge(direct, "network", "redshift", "firehose", dry_run=True)
+
+    create = next(
+        s for r in preview.resources for s in r.steps if getattr(s, "operation", "") == "CreateDeliveryStream"
+    )
+    into = create.shown_params()["RedshiftDestinationConfiguration"]
+    assert into["Password"] == REDACTED
+    assert into["ClusterJDBCURL"] == "<JDBC URL of Redshift cluster iotile-stream-data-dev>"
+    cluster = next(
+        s for r in preview.resources for s in r.steps if getattr(s, "operation", "") == "CreateCluster"
+    )
+    assert (cluster.params["PubliclyAccessible"], cluster.params["EnhancedVpcRouting"]) == (True, False)
+    ingress = [
+        p
+        for r in preview.resources
+        for s in r.steps
+        if getattr(s, "operation", "") == "AuthorizeSecurityGroupIngress"
+        for p in s.params["IpPermissions"]
+    ]
+    assert [r["CidrIp"] for p in ingress for r in p.get("IpRanges", [])] == [FIREHOSE_US_EAST_1]
+    assert call_log.mutating == []
+    # The stream's plan reads no secret: the password is read only when the create call runs.
+    call_log.clear()
+    converge(direct, "firehose", dry_run=True)
+    assert [call for call in call_log.calls if call[0] == "ssm"] == []

@@ -590,8 +590,23 @@ def test_invalid_stage_name(inv, emulator) -> None:
         (["secrets.get", "bad/name", "--stage", "dev"], "NAME: secret name 'bad/name'"),
         (["secrets.import", "/nonexistent/prod.env", "--stage", "dev"], "/nonexistent/prod.env: cannot read"),
         (["no-such-task"], "No idea what 'no-such-task' is!"),
+        (["secrets.set", "has%space", "--stage", "dev"], "NAME: secret name 'has%space'"),
+        (["up", "--stage", ""], "--stage: this task changes AWS resources and will not guess the stage"),
+        (
+            ["plan", "--stage", "averyveryverylongstagename"],
+            "--stage: stage name 'averyveryverylongstagename'",
+        ),
     ],
-    ids=["unknown-flag", "missing-positional", "bad-secret-name", "missing-env-file", "unknown-task"],
+    ids=[
+        "unknown-flag",
+        "missing-positional",
+        "bad-secret-name",
+        "missing-env-file",
+        "unknown-task",
+        "secret-name-on-set",
+        "empty-stage-on-up",
+        "stage-name-too-long",
+    ],
 )
 def test_bad_arguments(inv, emulator, args, expected) -> None:
     assert_bad_input(inv(*args), emulator, expected)
