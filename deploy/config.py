@@ -611,12 +611,6 @@ class Eb(Section):
     environment_variables: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
     deploy_timeout_minutes: int = Field(default=20, ge=1, le=180)
 
-    @field_validator("environment_variables")
-    @classmethod
-    def _plain(cls, variables: dict[str, str]) -> dict[str, str]:
-        check_plain_settings(variables)
-        return variables
-
     @model_validator(mode="after")
     def _sizes(self) -> Eb:
         if self.min_instances > self.max_instances:
@@ -657,12 +651,6 @@ class Ecs(Section):
     environment: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
     shutdown_timeout_seconds: int = Field(default=600, ge=1, le=3600)
     deploy_timeout_minutes: int = Field(default=15, ge=1, le=180)
-
-    @field_validator("environment")
-    @classmethod
-    def _plain(cls, variables: dict[str, str]) -> dict[str, str]:
-        check_plain_settings(variables)
-        return variables
 
     @model_validator(mode="after")
     def _sizes(self) -> Ecs:
@@ -822,6 +810,19 @@ class StageConfig(Section):
                 f"ecs.environment: {', '.join(clash)} is a secret (secrets.readers): the worker gets it "
                 "from Parameter Store, never as a value"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _no_secret_among_plain_settings(self) -> StageConfig:
+        # After the two checks above, which name a secret config already knows more precisely.
+        for key, variables in (
+            ("eb.environment_variables", self.eb.environment_variables),
+            ("ecs.environment", self.ecs.environment),
+        ):
+            try:
+                check_plain_settings(variables)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
         return self
 
     @model_validator(mode="after")

@@ -346,14 +346,14 @@ STAGE_CORPUS = [
     (
         "eb-password-variable",
         "eb:\n  environment_variables:\n    DATABASE_PASSWORD: hunter2hunter2\n",
-        "eb.environment_variables",
-        "DATABASE_PASSWORD looks like a secret",
+        "",
+        "eb.environment_variables: DATABASE_PASSWORD looks like a secret",
     ),
     (
         "eb-url-with-password",
         "eb:\n  environment_variables:\n    DATABASE_URL: 'postgres://iotile:hunter2@db:5432/iotile'\n",
-        "eb.environment_variables",
-        "DATABASE_URL holds a password",
+        "",
+        "eb.environment_variables: DATABASE_URL holds a password",
     ),
     ("ecs-memory-tiny", "ecs:\n  memory: 64\n", "ecs.memory", "Input should be greater than or equal to 128"),
     (
@@ -372,8 +372,8 @@ STAGE_CORPUS = [
     (
         "ecs-access-key-value",
         "ecs:\n  environment:\n    UPLOADER: AKIAIOSFODNN7EXAMPLE\n",
-        "ecs.environment",
-        "UPLOADER holds an AWS access key id",
+        "",
+        "ecs.environment: UPLOADER holds an AWS access key id",
     ),
     ("ecs-workers-text", "ecs:\n  workers: three\n", "ecs.workers", "Input should be a valid integer"),
     (
