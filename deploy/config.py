@@ -63,6 +63,44 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ORIGIN_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 
+# Names and values that are secrets. Config holds names only: a secret lives in Parameter Store
+# (`inv secrets.set NAME`) and config names it (secrets.readers, *_secret keys).
+SECRET_WORDS = re.compile(
+    r"passw(or)?d|passphrase|secret|token|private_?key|api_?key|access_?key|credential",
+    re.IGNORECASE,
+)
+SECRET_VALUES = (
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "holds an AWS access key id"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "holds a private key"),
+    (re.compile(r"^[a-z][a-z0-9+.-]*://[^/:@\s]+:[^/@\s]+@"), "holds a password (in its URL)"),
+)
+SECRET_ADVICE = (
+    "a secret never goes in config: store it with `inv secrets.set NAME --stage <stage>` and list "
+    "NAME in secrets.readers"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key or variable name says it holds a secret (DATABASE_PASSWORD, api_key...)."""
+    return bool(SECRET_WORDS.search(name.replace("-", "_")))
+
+
+def _is_reference(value: str) -> bool:
+    """A value that names a secret rather than holding it: an ARN or a Parameter Store path."""
+    return value == "" or value.startswith(("arn:", "/", "{"))
+
+
+def check_plain_settings(variables: dict[str, str], where: str = "") -> None:
+    """Refuse a secret among plain settings (environment variables): by its name, or by a value
+    that is a key, a private key or a URL with a password."""
+    for name, value in variables.items():
+        shown = f"{where}{name}"
+        for pattern, problem in SECRET_VALUES:
+            if pattern.search(value):
+                raise ValueError(f"{shown} {problem}: {SECRET_ADVICE}")
+        if is_secret_name(name) and not _is_reference(value):
+            raise ValueError(f"{shown} looks like a secret: {SECRET_ADVICE}")
+
 
 def _origin_problem(origin: str) -> str | None:
     """What is wrong with one CORS origin, or None. Browsers send `Origin: scheme://host[:port]`
@@ -456,9 +494,77 @@ class DeliveryStream(Section):
     buffer_mb: int = Field(ge=1, le=128)
 
 
+# The address range Firehose connects to a Redshift cluster from, one /27 per region, as AWS
+# publishes it ("VPC access to an Amazon Redshift cluster" in the Firehose developer guide,
+# controlling-access.html#using-iam-rs-vpc). A region missing here needs firehose.direct_cidrs.
+FIREHOSE_CIDRS = {
+    "us-east-1": "52.70.63.192/27",
+    "us-east-2": "13.58.135.96/27",
+    "us-west-1": "13.57.135.192/27",
+    "us-west-2": "52.89.255.224/27",
+    "us-gov-east-1": "18.253.138.96/27",
+    "us-gov-west-1": "52.61.204.160/27",
+    "ca-central-1": "35.183.92.128/27",
+    "ap-east-1": "18.162.221.32/27",
+    "ap-south-1": "13.232.67.32/27",
+    "ap-northeast-1": "13.113.196.224/27",
+    "ap-northeast-2": "13.209.1.64/27",
+    "ap-southeast-1": "13.228.64.192/27",
+    "ap-southeast-2": "13.210.67.224/27",
+    "cn-north-1": "52.81.151.32/27",
+    "cn-northwest-1": "161.189.23.64/27",
+    "eu-central-1": "35.158.127.160/27",
+    "eu-west-1": "52.19.239.192/27",
+    "eu-west-2": "18.130.1.96/27",
+    "eu-west-3": "35.180.1.96/27",
+    "eu-north-1": "13.53.63.224/27",
+    "eu-south-1": "15.161.135.128/27",
+    "me-south-1": "15.185.91.0/27",
+    "sa-east-1": "18.228.1.128/27",
+    "af-south-1": "13.244.121.224/27",
+}
+# The widest range direct_cidrs may list: AWS publishes a /27 per region.
+FIREHOSE_MIN_PREFIX = 24
+
+
 class Firehose(Section):
+    # staged (the default): Firehose writes into the staging buckets and the autocopy area's COPY
+    # JOBs load them from inside the VPC; the clusters stay private. direct: Firehose connects to
+    # the cluster itself, which then must be publicly accessible (in the public subnets) with
+    # Redshift's port open to Firehose's published range for the region, never to the world.
+    delivery: Literal["staged", "direct"] = "staged"
+    # direct only: Firehose's range when the region is not in FIREHOSE_CIDRS (else leave empty).
+    direct_cidrs: list[str] = []
     stream_data: DeliveryStream
     timeseries: DeliveryStream
+
+    @field_validator("direct_cidrs")
+    @classmethod
+    def _firehose_ranges(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"CIDR {cidr!r} is not a network: {exc}") from None
+            if network.prefixlen == 0:
+                raise ValueError(f"CIDR {cidr!r}: Redshift's port 5439 must never be open to the world")
+            if network.version != 4 or network.prefixlen < FIREHOSE_MIN_PREFIX:
+                raise ValueError(
+                    f"CIDR {cidr!r} is wider than /{FIREHOSE_MIN_PREFIX} or not IPv4: list Firehose's "
+                    "published range for the region (a /27)"
+                )
+            if not network.is_global:
+                raise ValueError(
+                    f"CIDR {cidr!r} is not a public range: Firehose connects from its own public "
+                    "addresses (its published range for the region)"
+                )
+        return cidrs
+
+    @model_validator(mode="after")
+    def _direct_only(self) -> Firehose:
+        if self.direct_cidrs and self.delivery != "direct":
+            raise ValueError("direct_cidrs is for delivery: direct only (staged delivery opens no port)")
+        return self
 
 
 class EbTrigger(Section):
@@ -616,6 +722,7 @@ class Lambdas(Section):
             for name in variables:
                 if not ENV_VAR.match(name) or name.startswith("AWS_"):
                     raise ValueError(f"{folder}.{name}: not a variable name Lambda accepts")
+            check_plain_settings(variables, f"{folder}.")
         return environment
 
 
@@ -709,6 +816,19 @@ class StageConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _no_secret_among_plain_settings(self) -> StageConfig:
+        # After the two checks above, which name a secret config already knows more precisely.
+        for key, variables in (
+            ("eb.environment_variables", self.eb.environment_variables),
+            ("ecs.environment", self.ecs.environment),
+        ):
+            try:
+                check_plain_settings(variables)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _cdn_aliases_have_a_certificate(self) -> StageConfig:
         # CloudFront serves an alias only with a certificate that covers it: cdn.certificate_arn,
         # else the acm area's certificate for acm.domains.
@@ -721,6 +841,29 @@ class StageConfig(Section):
                     "is not set (CloudFront serves an alias only with a certificate for it)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _direct_delivery(self) -> StageConfig:
+        if self.firehose.delivery != "direct":
+            return self
+        if self.network.vpc_id:
+            raise ValueError(
+                "firehose.delivery: direct puts the Redshift clusters in public subnets, which a "
+                "configured VPC (network.vpc_id, private subnets only) does not give: use staged"
+            )
+        if self.region not in FIREHOSE_CIDRS and not self.firehose.direct_cidrs:
+            raise ValueError(
+                f"firehose.direct_cidrs: the published Firehose range for {self.region} is not known "
+                "to this tool: list it (see the Firehose developer guide, VPC access to Redshift)"
+            )
+        return self
+
+    def firehose_cidrs(self) -> list[str]:
+        """The ranges Redshift's port admits from outside the VPC: Firehose's published range for
+        the region in direct delivery, none when staged."""
+        if self.firehose.delivery != "direct":
+            return []
+        return list(self.firehose.direct_cidrs) or [FIREHOSE_CIDRS[self.region]]
 
     def is_shared(self, name: str) -> bool:
         """True for a resource every stage uses (a bucket, a topic without `{stage}` in its name)."""
@@ -901,7 +1044,8 @@ def _first_error(
     exc: ValidationError, stage: YamlFile, stage_file: Path, defaults: YamlFile, defaults_file: Path
 ) -> ConfigError:
     error = exc.errors()[0]
-    loc = tuple(error["loc"])
+    # A bad key of a mapping is reported at the key itself, not at pydantic's `[key]` marker.
+    loc = tuple(part for part in error["loc"] if part != "[key]")
     key = ".".join(str(part) for part in loc)
     in_stage = _has_path(stage.data, loc)
     source, numbers = (stage_file, stage.numbers) if in_stage else (defaults_file, defaults.numbers)
@@ -912,7 +1056,8 @@ def _message(error: Any, number_text: str | None) -> str:
     """pydantic's message in the words of a config file (no class names: a section is a mapping)."""
     kind, value = error["type"], error.get("input")
     if kind == "extra_forbidden":
-        return "unknown key"
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        return f"unknown key; {SECRET_ADVICE}" if is_secret_name(key) else "unknown key"
     if kind == "missing":
         return "required key is missing"
     if kind in ("model_type", "dict_type"):

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from deploy.areas import autocopy, firehose, redshift
 from deploy.emulator.fillins.inprocess import serving_in_process
 from deploy.errors import AwsError
-from deploy.plan import Wait
+from deploy.plan import REDACTED, Wait
 from deploy.report import Reporter
 from deploy.stack import status_of
 from deploy.stage import Stage
@@ -516,3 +516,138 @@ def test_a_cluster_made_again_gets_its_integration_and_job_made_again(dev: Stage
     assert (new["TargetArn"], new["Status"]) == (redshift.namespace_arn(dev), "active")
     assert JOB in copy_jobs(dev)
     assert changed(converge(dev, "autocopy").resources) == []
+
+
+# -- direct delivery (firehose.delivery: direct) ---------------------------------------------------
+
+DIRECT = "firehose:\n  delivery: direct\n"
+FIREHOSE_US_EAST_1 = "52.70.63.192/27"  # AWS's published range for Firehose in us-east-1
+
+
+def port_5439_sources(stage: Stage) -> set[str]:
+    """Where the data group admits Redshift's port from: CIDRs, or group ids."""
+    ec2 = stage.client("ec2")
+    name = stage.config.network.data_security_group
+    (group,) = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])[
+        "SecurityGroups"
+    ]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])
+    return {
+        rule.get("CidrIpv4") or rule.get("CidrIpv6") or rule["ReferencedGroupInfo"]["GroupId"]
+        for rule in rules["SecurityGroupRules"]
+        if not rule["IsEgress"] and rule.get("FromPort") == 5439
+    }
+
+
+def world_rules(stage: Stage) -> list[dict[str, Any]]:
+    rules = stage.client("ec2").describe_security_group_rules()["SecurityGroupRules"]
+    return [r for r in rules if not r["IsEgress"] and r.get("CidrIpv4") in ("0.0.0.0/0",)]
+
+
+def subnet_names(stage: Stage, group: str) -> set[str]:
+    found = stage.client("redshift").describe_cluster_subnet_groups(ClusterSubnetGroupName=group)
+    ids = [s["SubnetIdentifier"] for s in found["ClusterSubnetGroups"][0]["Subnets"]]
+    subnets = stage.client("ec2").describe_subnets(SubnetIds=ids)["Subnets"]
+    return {next(t["Value"] for t in s["Tags"] if t["Key"] == "Name") for s in subnets}
+
+
+def test_staged_delivery_keeps_the_cluster_private_and_5439_closed_to_every_address(dev: Stage) -> None:
+    converge(dev, "firehose", "autocopy")
+
+    app_group = redshift.network.security_group_id(dev, dev.config.network.app_security_group)
+    assert port_5439_sources(dev) == {app_group}
+    assert world_rules(dev) == []
+    assert all("-private-" in name for name in subnet_names(dev, dev.config.network.redshift_subnet_group))
+    cluster = redshift.read_cluster(dev, STREAM)
+    assert (cluster.publicly_accessible, cluster.enhanced_vpc_routing) == (False, True)
+    assert described(dev)["Destinations"][0].keys() >= {"ExtendedS3DestinationDescription"}
+    assert [r.kind for r in autocopy.plan(dev)] == [autocopy.INTEGRATION_KIND, autocopy.JOB_KIND]
+
+
+def test_direct_delivery_opens_5439_to_firehose_only_and_delivers_into_a_public_cluster(
+    make_stage, config_copy, call_log
+) -> None:
+    from deploy.secrets import read_secret
+
+    direct = make_stage("dev", config_dir=config_copy("dev", DIRECT))
+    ready(direct)
+
+    outcome = converge(direct, "firehose", "autocopy")
+
+    app_group = redshift.network.security_group_id(direct, direct.config.network.app_security_group)
+    assert port_5439_sources(direct) == {app_group, FIREHOSE_US_EAST_1}
+    assert world_rules(direct) == []
+    assert all(
+        "-public-" in name for name in subnet_names(direct, direct.config.network.redshift_subnet_group)
+    )
+    cluster = redshift.read_cluster(direct, STREAM)
+    assert (cluster.publicly_accessible, cluster.enhanced_vpc_routing) == (True, False)
+    into = described(direct)["Destinations"][0]["RedshiftDestinationDescription"]
+    assert into["ClusterJDBCURL"] == redshift.jdbc_url(direct)
+    assert (into["Username"], into["CopyCommand"]["DataTableName"]) == ("iotile", "streamdata")
+    assert into["S3DestinationDescription"]["Prefix"] == "dev/data/"
+    # No integration nor COPY JOB: Firehose runs the COPY.
+    assert autocopy.plan(direct) == []
+    # The password went to Firehose, and nowhere else: not in a step of the plan or the report.
+    password = read_secret(direct, "REDSHIFT_PASSWORD")[1]
+    shown = json.dumps([s.describe() for r in outcome.resources for s in r.steps])
+    create = outcome.resources[1].steps[0].shown_params()
+    assert create["RedshiftDestinationConfiguration"]["Password"] == REDACTED
+    assert password not in shown
+    direct.on_call(call_log)
+    again = converge(direct, "network", "redshift", "firehose", "autocopy")
+    assert changed(again.resources) == []
+    assert call_log.mutating == []
+
+
+def test_switching_delivery_converges_both_ways(dev: Stage, make_stage, config_copy) -> None:
+    converge(dev, "firehose")
+    direct = make_stage("dev", config_dir=config_copy("dev", DIRECT))
+
+    to_direct = converge(direct, "network", "redshift", "firehose")
+
+    assert "AuthorizeSecurityGroupIngress" in operations(to_direct.resources)
+    assert "ModifyCluster" in operations(to_direct.resources)
+    assert "RedshiftDestinationDescription" in described(direct)["Destinations"][0]
+    assert FIREHOSE_US_EAST_1 in port_5439_sources(direct)
+
+    back = converge(dev, "network", "redshift", "firehose")
+
+    assert "RevokeSecurityGroupIngress" in operations(back.resources)
+    assert FIREHOSE_US_EAST_1 not in port_5439_sources(dev)
+    cluster = redshift.read_cluster(dev, STREAM)
+    assert (cluster.publicly_accessible, cluster.enhanced_vpc_routing) == (False, True)
+    assert "ExtendedS3DestinationDescription" in described(dev)["Destinations"][0]
+    assert changed(converge(dev, "network", "redshift", "firehose").resources) == []
+
+
+def test_direct_dry_run_on_an_empty_account_reads_no_password_and_changes_nothing(
+    make_stage, config_copy, call_log
+) -> None:
+    direct = make_stage("dev", read_only=True, log=call_log, config_dir=config_copy("dev", DIRECT))
+
+    preview = converge(direct, "network", "redshift", "firehose", dry_run=True)
+
+    create = next(
+        s for r in preview.resources for s in r.steps if getattr(s, "operation", "") == "CreateDeliveryStream"
+    )
+    into = create.shown_params()["RedshiftDestinationConfiguration"]
+    assert into["Password"] == REDACTED
+    assert into["ClusterJDBCURL"] == "<JDBC URL of Redshift cluster iotile-stream-data-dev>"
+    cluster = next(
+        s for r in preview.resources for s in r.steps if getattr(s, "operation", "") == "CreateCluster"
+    )
+    assert (cluster.params["PubliclyAccessible"], cluster.params["EnhancedVpcRouting"]) == (True, False)
+    ingress = [
+        p
+        for r in preview.resources
+        for s in r.steps
+        if getattr(s, "operation", "") == "AuthorizeSecurityGroupIngress"
+        for p in s.params["IpPermissions"]
+    ]
+    assert [r["CidrIp"] for p in ingress for r in p.get("IpRanges", [])] == [FIREHOSE_US_EAST_1]
+    assert call_log.mutating == []
+    # The stream's plan reads no secret: the password is read only when the create call runs.
+    call_log.clear()
+    converge(direct, "firehose", dry_run=True)
+    assert [call for call in call_log.calls if call[0] == "ssm"] == []

@@ -119,6 +119,9 @@ def job_specs(stage: Stage) -> list[CopyJobSpec]:
     from deploy.areas.redshift import enabled_clusters
 
     config = stage.config
+    if config.firehose.delivery == "direct":
+        # Firehose runs the COPY itself: nothing to load, no bucket statement, no job.
+        return []
     specs = []
     for which in enabled_clusters(stage):
         stream, cluster = getattr(config.firehose, which), getattr(config.redshift, which)

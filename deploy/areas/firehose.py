@@ -1,7 +1,9 @@
 """Firehose: the delivery streams that stage worker records in S3 (stream data; time series when
-enabled), encrypted, with delivery errors logged to CloudWatch. Redshift loads the staged records
-itself, through the auto-copy jobs of the autocopy area: Firehose cannot write into a private
-cluster with enhanced VPC routing, which is what the redshift area makes."""
+enabled), encrypted, with delivery errors logged to CloudWatch. Staged delivery (the default):
+Redshift loads the staged records itself, through the auto-copy jobs of the autocopy area, since
+Firehose cannot write into a private cluster with enhanced VPC routing, which is what the redshift
+area makes. Direct delivery (firehose.delivery: direct): the stream COPYs into the cluster itself,
+over its public endpoint, which the network area opens to Firehose's published range only."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
+from deploy.errors import AwsError
 from deploy.parallel import map_concurrently
-from deploy.plan import Call, Resource, Step, Wait, converge, differs, tag_drift
+from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs, tag_drift
 
 if TYPE_CHECKING:
     from deploy.stage import Stage
@@ -32,12 +35,17 @@ LOG_KIND = "log group"
 STREAMS = (("stream_data", "stream_in"), ("timeseries", "timeseries_kinesis"))
 LOG_RETENTION_DAYS = 30
 S3_LOG_STREAM = "S3Delivery"
+REDSHIFT_LOG_STREAM = "RedshiftDelivery"
+# Direct delivery: how long Firehose retries a COPY that failed before it gives the batch up
+# (its manifest stays under the error prefix).
+RETRY_SECONDS = 3600
 ENCRYPTION = {"KeyType": "AWS_OWNED_CMK"}
 ENCRYPTION_ON = ("ENABLED", "ENABLING")
 # The COPY of the auto-copy job reads the staged objects as they are: compressing them would need
 # `gzip` in the COPY options.
 COMPRESSION = "UNCOMPRESSED"
 S3_DESTINATION = "ExtendedS3DestinationDescription"
+REDSHIFT_DESTINATION = "RedshiftDestinationDescription"
 
 
 def staging_folder(stage: Stage) -> str:
@@ -77,6 +85,13 @@ class StreamSpec:
     role_arn: str
     log_group: str
     tags: dict[str, str]
+    # Direct delivery only: the COPY Firehose runs, into which cluster, as which user.
+    direct: bool = False
+    table: str = ""
+    copy_options: str = ""
+    cluster: str = ""
+    username: str = ""
+    password_secret: str = ""
 
 
 @dataclass
@@ -91,6 +106,7 @@ class StreamState:
     # The kind of destination (`ExtendedS3`, `Redshift`, ...) and, for S3, its description.
     destination: str = ""
     s3: dict[str, Any] = field(default_factory=dict)
+    redshift: dict[str, Any] = field(default_factory=dict)
     encryption: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -127,6 +143,7 @@ def stream_specs(stage: Stage) -> list[StreamSpec]:
 
     config = stage.config
     enabled = enabled_clusters(stage)
+    direct = config.firehose.delivery == "direct"
     return [
         StreamSpec(
             which=which,
@@ -140,6 +157,12 @@ def stream_specs(stage: Stage) -> list[StreamSpec]:
             role_arn=role_arn(stage, config.iam.firehose_role),
             log_group=log_groups(stage)["firehose"],
             tags=stage.tags(getattr(config.firehose, which).name),
+            direct=direct,
+            table=getattr(config.firehose, which).table,
+            copy_options=getattr(config.firehose, which).copy_options,
+            cluster=getattr(config.redshift, which).identifier,
+            username=getattr(config.redshift, which).master_username,
+            password_secret=getattr(config.redshift, which).password_secret,
         )
         for which, _ in STREAMS
         if which in enabled
@@ -151,7 +174,12 @@ def log_group_spec(stage: Stage) -> LogGroupSpec:
 
     # Named per stage in code, not in config: tag it as the stage's own.
     name = log_groups(stage)["firehose"]
-    return LogGroupSpec(name, (S3_LOG_STREAM,), LOG_RETENTION_DAYS, stage.tags())
+    streams = (
+        (S3_LOG_STREAM, REDSHIFT_LOG_STREAM)
+        if stage.config.firehose.delivery == "direct"
+        else (S3_LOG_STREAM,)
+    )
+    return LogGroupSpec(name, streams, LOG_RETENTION_DAYS, stage.tags())
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -199,6 +227,7 @@ def read_stream(stage: Stage, name: str) -> StreamState:
         destination_id=destination.get("DestinationId", ""),
         destination=_destination_kind(destination),
         s3=destination.get(S3_DESTINATION, {}),
+        redshift=destination.get(REDSHIFT_DESTINATION, {}),
         encryption=found.get("DeliveryStreamEncryptionConfiguration") or {},
         tags={tag["Key"]: tag.get("Value", "") for tag in tags},
     )
@@ -250,15 +279,144 @@ def s3_configuration(spec: StreamSpec) -> dict[str, Any]:
     }
 
 
-def _create_steps(stage: Stage, spec: StreamSpec) -> list[Step]:
+# -- direct delivery ---------------------------------------------------------------------------
+
+
+def _url_once_available(spec: StreamSpec) -> Deferred:
+    def resolve(stage: Stage) -> str:
+        from deploy.areas.redshift import jdbc_url
+
+        url = jdbc_url(stage, spec.which)
+        if url is None:
+            raise AwsError(
+                "ClusterNotFound",
+                f"Redshift cluster {spec.cluster} has no endpoint, so {spec.name} cannot deliver to it",
+                "Run `inv redshift.create --stage <stage>` (it waits until the cluster is available), "
+                "then rerun.",
+            )
+        return url
+
+    return Deferred(f"JDBC URL of Redshift cluster {spec.cluster}", resolve)
+
+
+def _password(spec: StreamSpec) -> Deferred:
+    """The master password, read from Parameter Store when the call runs: never in a plan, a
+    report or a log line (the calls mark it sensitive)."""
+
+    def resolve(stage: Stage) -> str:
+        from deploy.secrets import read_secret
+
+        return read_secret(stage, spec.password_secret)[1]
+
+    return Deferred(f"{spec.password_secret} from Parameter Store", resolve)
+
+
+def redshift_settings(spec: StreamSpec) -> dict[str, Any]:
+    """The Redshift destination's settings compared and updated in place (not URL nor login)."""
+    return {
+        "RoleARN": spec.role_arn,
+        "CopyCommand": {"DataTableName": spec.table, "CopyOptions": spec.copy_options},
+        "CloudWatchLoggingOptions": _logging(spec, REDSHIFT_LOG_STREAM),
+        "RetryOptions": {"DurationInSeconds": RETRY_SECONDS},
+    }
+
+
+def _staging(spec: StreamSpec) -> dict[str, Any]:
+    """The intermediate S3 of a Redshift destination: the staging folder, as in staged delivery."""
+    return s3_configuration(spec)
+
+
+def redshift_drift(spec: StreamSpec, actual: dict[str, Any]) -> list[str]:
+    """What differs between config and a RedshiftDestinationDescription, in words."""
+    want = redshift_settings(spec)
+    copy = actual.get("CopyCommand") or {}
+    checks = [
+        ("role", want["RoleARN"], actual.get("RoleARN")),
+        ("table", spec.table, copy.get("DataTableName")),
+        ("copy options", spec.copy_options.strip(), (copy.get("CopyOptions") or "").strip()),
+        ("retry duration", RETRY_SECONDS, (actual.get("RetryOptions") or {}).get("DurationInSeconds")),
+        ("Redshift error logging", want["CloudWatchLoggingOptions"], _logging_of(actual)),
+        ("user", spec.username, actual.get("Username")),
+    ]
+    drift = [differs(what, have, wanted) for what, wanted, have in checks if wanted != have]
+    return drift + destination_drift(spec, actual.get("S3DestinationDescription") or {})
+
+
+def _redshift_update(spec: StreamSpec, state: StreamState, reason: str) -> Call:
+    update: dict[str, Any] = {
+        **redshift_settings(spec),
+        # The login each time: switching from S3 needs it, and a user changed needs its password.
+        "ClusterJDBCURL": _url_once_available(spec),
+        "Username": spec.username,
+        "Password": _password(spec),
+        "S3Update": _staging(spec),
+    }
     params = {
+        "DeliveryStreamName": spec.name,
+        "CurrentDeliveryStreamVersionId": state.version_id,
+        "DestinationId": state.destination_id,
+        "RedshiftDestinationUpdate": update,
+    }
+    return Call(
+        "firehose",
+        "UpdateDestination",
+        params,
+        spec.name,
+        reason,
+        sensitive=("RedshiftDestinationUpdate.Password",),
+    )
+
+
+def _destination_steps(spec: StreamSpec, state: StreamState) -> list[Step]:
+    """The destination made to match the delivery mode and config."""
+    if spec.direct:
+        if state.destination != "Redshift":
+            return [
+                _redshift_update(
+                    spec, state, f"destination is {state.destination or 'missing'}, not Redshift"
+                )
+            ]
+        drift = redshift_drift(spec, state.redshift)
+        return [_redshift_update(spec, state, "; ".join(drift))] if drift else []
+    if state.destination != "ExtendedS3":
+        # A stream from before auto-copy (or direct delivery) delivers into Redshift itself: it
+        # becomes S3 only.
+        kind = state.destination or "missing"
+        return [_update_call(spec, state, f"destination is {kind}, not S3")]
+    drift = destination_drift(spec, state.s3)
+    return [_update_call(spec, state, "; ".join(drift))] if drift else []
+
+
+# -- planning the stream -----------------------------------------------------------------------
+
+
+def _create_steps(stage: Stage, spec: StreamSpec) -> list[Step]:
+    params: dict[str, Any] = {
         "DeliveryStreamName": spec.name,
         "DeliveryStreamType": "DirectPut",
         "DeliveryStreamEncryptionConfigurationInput": dict(ENCRYPTION),
-        "ExtendedS3DestinationConfiguration": s3_configuration(spec),
         "Tags": stage.tag_list(spec.tags),
     }
-    call = Call("firehose", "CreateDeliveryStream", params, spec.name, "delivery stream does not exist")
+    sensitive: tuple[str, ...] = ()
+    if spec.direct:
+        params["RedshiftDestinationConfiguration"] = {
+            **redshift_settings(spec),
+            "ClusterJDBCURL": _url_once_available(spec),
+            "Username": spec.username,
+            "Password": _password(spec),
+            "S3Configuration": _staging(spec),
+        }
+        sensitive = ("RedshiftDestinationConfiguration.Password",)
+    else:
+        params["ExtendedS3DestinationConfiguration"] = s3_configuration(spec)
+    call = Call(
+        "firehose",
+        "CreateDeliveryStream",
+        params,
+        spec.name,
+        "delivery stream does not exist",
+        sensitive=sensitive,
+    )
     return [call, _wait(stage, spec, "new delivery stream is being created")]
 
 
@@ -306,15 +464,7 @@ def _update_call(spec: StreamSpec, state: StreamState, reason: str) -> Call:
 
 
 def _drift_steps(stage: Stage, spec: StreamSpec, state: StreamState) -> list[Step]:
-    steps: list[Step] = []
-    if state.destination != "ExtendedS3":
-        # A stream from before auto-copy delivers into Redshift itself: it becomes S3 only.
-        kind = state.destination or "missing"
-        steps.append(_update_call(spec, state, f"destination is {kind}, not S3"))
-    else:
-        drift = destination_drift(spec, state.s3)
-        if drift:
-            steps.append(_update_call(spec, state, "; ".join(drift)))
+    steps: list[Step] = _destination_steps(spec, state)
     if not state.encrypted:
         params = {
             "DeliveryStreamName": spec.name,

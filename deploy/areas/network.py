@@ -41,6 +41,7 @@ DATA_PORTS: tuple[tuple[str, int], ...] = (
     ("search", 443),
 )
 SSH_PORT = 22
+REDSHIFT_PORT = dict(DATA_PORTS)["redshift"]
 HTTPS_PORT = 443
 HTTP_PORT = 80
 ANYWHERE = "0.0.0.0/0"
@@ -929,13 +930,26 @@ def group_specs(stage: Stage, app_group: Ref, data_group: Ref, s3_list: str) -> 
             data,
             DATA_DESCRIPTION,
             {**stage.tags(data), "Name": data},
-            tuple(
-                Rule(port, "group", app_group, f"{RULE_PREFIX}{label} from app") for label, port in DATA_PORTS
+            (
+                *(
+                    Rule(port, "group", app_group, f"{RULE_PREFIX}{label} from app")
+                    for label, port in DATA_PORTS
+                ),
+                *firehose_ingress(stage),
             ),
             (Rule(HTTPS_PORT, "prefix", s3_list, f"{RULE_PREFIX}https to S3"),),
             depends_on=(app,),
         ),
     ]
+
+
+def firehose_ingress(stage: Stage) -> tuple[Rule, ...]:
+    """Redshift's port from Firehose's published range for the region, in direct delivery only
+    (config refuses any range wider than /24, and never the world); none when staged."""
+    return tuple(
+        Rule(REDSHIFT_PORT, "cidr", _cidr(cidr), f"{RULE_PREFIX}redshift from Firehose ({stage.region})")
+        for cidr in stage.config.firehose_cidrs()
+    )
 
 
 def _rule_steps(
@@ -1137,17 +1151,46 @@ CACHE_SUBNET_GROUP = SubnetGroupApi(
 
 
 def subnet_group_specs(
-    stage: Stage, subnets: tuple[str, ...] | Deferred, vpc: Ref = "", after: tuple[str, ...] = ()
+    stage: Stage,
+    subnets: tuple[str, ...] | Deferred,
+    vpc: Ref = "",
+    after: tuple[str, ...] = (),
+    public: tuple[tuple[str, ...] | Deferred, tuple[str, ...]] | None = None,
 ) -> list[SubnetGroupSpec]:
+    """The data stores' subnet groups, in the private subnets; with `public` (its subnets and what
+    makes them), the Redshift one in those instead: Firehose's direct delivery reaches the clusters
+    only at a public address."""
     net = stage.config.network
-    members = tuple(sorted(subnets)) if isinstance(subnets, tuple) else subnets
+
+    def members(found: tuple[str, ...] | Deferred) -> tuple[str, ...] | Deferred:
+        return tuple(sorted(found)) if isinstance(found, tuple) else found
+
+    redshift_subnets, redshift_after = public or (subnets, after)
     return [
-        SubnetGroupSpec(api, name, members, stage.tags(name), vpc, after)
-        for api, name in (
-            (DB_SUBNET_GROUP, net.db_subnet_group),
-            (REDSHIFT_SUBNET_GROUP, net.redshift_subnet_group),
-            (CACHE_SUBNET_GROUP, net.cache_subnet_group),
-        )
+        SubnetGroupSpec(
+            DB_SUBNET_GROUP,
+            net.db_subnet_group,
+            members(subnets),
+            stage.tags(net.db_subnet_group),
+            vpc,
+            after,
+        ),
+        SubnetGroupSpec(
+            REDSHIFT_SUBNET_GROUP,
+            net.redshift_subnet_group,
+            members(redshift_subnets),
+            stage.tags(net.redshift_subnet_group),
+            vpc,
+            redshift_after,
+        ),
+        SubnetGroupSpec(
+            CACHE_SUBNET_GROUP,
+            net.cache_subnet_group,
+            members(subnets),
+            stage.tags(net.cache_subnet_group),
+            vpc,
+            after,
+        ),
     ]
 
 
@@ -1421,6 +1464,9 @@ class Inside:
     subnets_after: tuple[str, ...] = ()
     tables_after: tuple[str, ...] = ()
     service_endpoints: tuple[str, ...] = ()
+    # The public subnets (own VPC only): the Redshift clusters' in direct Firehose delivery.
+    public_subnets: tuple[str, ...] | Deferred = ()
+    public_after: tuple[str, ...] = ()
 
 
 def own_vpc_inside(layout: Layout, state: VpcState, endpoints: Sequence[str]) -> Inside:
@@ -1441,6 +1487,13 @@ def own_vpc_inside(layout: Layout, state: VpcState, endpoints: Sequence[str]) ->
         state.id_of("route table", name) or id_when_created("route table", name, layout.name)
         for name in layout.private_tables
     )
+    public = sorted(layout.subnet("public", zone) for zone in layout.zones)
+    public_ids = [state.id_of("subnet", name) for name in public]
+    public_members: tuple[str, ...] | Deferred = (
+        tuple(str(i) for i in public_ids)
+        if all(public_ids)
+        else ids_when_created("subnet", public, layout.name)
+    )
     return Inside(
         layout.name,
         vpc,
@@ -1453,6 +1506,8 @@ def own_vpc_inside(layout: Layout, state: VpcState, endpoints: Sequence[str]) ->
         subnets_after=tuple(layout.private_subnets),
         tables_after=(layout.name, *layout.private_tables),
         service_endpoints=tuple(endpoints) if layout.nat == "none" else (),
+        public_subnets=public_members,
+        public_after=tuple(public),
     )
 
 
@@ -1490,7 +1545,9 @@ def plan(stage: Stage) -> list[Resource]:
     else:
         vpc_parts, inside = plan_own_vpc(stage)
     net = stage.config.network
-    subnet_specs = subnet_group_specs(stage, inside.subnets, inside.vpc, inside.subnets_after)
+    # Config allows direct delivery only in the stage's own VPC, the one with public subnets.
+    public = (inside.public_subnets, inside.public_after) if stage.config.firehose_cidrs() else None
+    subnet_specs = subnet_group_specs(stage, inside.subnets, inside.vpc, inside.subnets_after, public)
     reads: list[Callable[[], Any]] = [
         partial(read_group, stage, inside.vpc, net.app_security_group),
         partial(read_group, stage, inside.vpc, net.data_security_group),

@@ -67,6 +67,10 @@ class ClusterSpec:
     role_arn: str
     tags: dict[str, str]
     wait_seconds: int
+    # firehose.delivery direct: Firehose connects to the cluster over the internet, so it is
+    # publicly accessible (in the public subnets) and without enhanced VPC routing, which Firehose
+    # cannot deliver through. Staged (the default): private, COPY routed through the VPC.
+    public: bool = False
 
     @property
     def cluster_type(self) -> str:
@@ -123,6 +127,7 @@ def cluster_spec(stage: Stage, which: str) -> ClusterSpec:
         role_arn=iam.role_arn(stage, config.iam.redshift_role),
         tags=stage.tags(cluster.identifier),
         wait_seconds=redshift.wait_minutes * 60,
+        public=config.firehose.delivery == "direct",
     )
 
 
@@ -252,8 +257,8 @@ def _create_steps(stage: Stage, spec: ClusterSpec, group: str | Deferred) -> lis
         "MasterUserPassword": password,
         "Encrypted": True,
         **({"KmsKeyId": spec.kms_key} if spec.kms_key else {}),
-        "PubliclyAccessible": False,
-        "EnhancedVpcRouting": True,
+        "PubliclyAccessible": spec.public,
+        "EnhancedVpcRouting": not spec.public,
         "ClusterSubnetGroupName": spec.subnet_group,
         "VpcSecurityGroupIds": [group],
         "IamRoles": [spec.role_arn],
@@ -273,18 +278,18 @@ def _settings_drift(
 ) -> tuple[dict[str, Any], list[str]]:
     params: dict[str, Any] = {}
     why: list[str] = []
-    if state.publicly_accessible:
-        params["PubliclyAccessible"] = False
-        why.append("publicly accessible")
+    if state.publicly_accessible != spec.public:
+        params["PubliclyAccessible"] = spec.public
+        why.append("publicly accessible" if state.publicly_accessible else "not publicly accessible")
     if state.snapshot_retention_days != spec.snapshot_retention_days:
         params["AutomatedSnapshotRetentionPeriod"] = spec.snapshot_retention_days
         why.append(f"snapshot retention {state.snapshot_retention_days} days")
     if isinstance(group, Deferred) or state.security_group_ids != {group}:
         params["VpcSecurityGroupIds"] = [group]
         why.append("security groups differ")
-    if not state.enhanced_vpc_routing:
-        params["EnhancedVpcRouting"] = True
-        why.append("enhanced VPC routing off")
+    if state.enhanced_vpc_routing == spec.public:
+        params["EnhancedVpcRouting"] = not spec.public
+        why.append(f"enhanced VPC routing {'on' if state.enhanced_vpc_routing else 'off'}")
     return params, why
 
 
