@@ -538,6 +538,10 @@ class Firehose(Section):
     stream_data: DeliveryStream
     timeseries: DeliveryStream
 
+    def streams(self) -> list[tuple[str, DeliveryStream]]:
+        """The delivery streams by key (the other fields are settings)."""
+        return [(key, value) for key, value in self if isinstance(value, DeliveryStream)]
+
     @field_validator("direct_cidrs")
     @classmethod
     def _firehose_ranges(cls, cidrs: list[str]) -> list[str]:

@@ -127,7 +127,7 @@ def context(stage: Stage, **extra: Any) -> dict[str, Any]:
         "table_arn_of": {key: arn("dynamodb", f"table/{name}") for key, name in config.dynamodb.tables},
         "table_and_index_arns": [arn("dynamodb", f"table/{t}{i}") for t in tables for i in ("", "/index/*")],
         "delivery_stream_arns": [
-            arn("firehose", f"deliverystream/{stream.name}") for _, stream in config.firehose
+            arn("firehose", f"deliverystream/{stream.name}") for _, stream in config.firehose.streams()
         ],
         "ses_identity_arn": arn("ses", f"identity/{config.ses.domain}"),
         "metrics_namespace": f"IOTileCloud/{stage.name}",
