@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins, fixes, longpoll, strict, workers
+from deploy.emulator import faults, fillins, fixes, longpoll, strict, workers
 from deploy.emulator.calls import RequestLog, credential_of, describe_call, is_form, read_body
 
 StartResponse = Callable[..., Any]
@@ -46,6 +46,10 @@ class EmulatorApp:
         form_body = read_body(environ) if is_form(environ) else b""
         call = describe_call(environ, form_body)
         self.log.record(call)
+        fault = faults.current()
+        kind = fault.pick(call) if fault is not None else None
+        if fault is not None and kind is not None:
+            return faults.serve_fault(kind, call, environ, start_response, fault.hold_seconds)
         credential = credential_of(environ)
         if credential is not None:
             workers.heard_from(credential.access_key)
@@ -76,6 +80,7 @@ class EmulatorApp:
         if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
             fillins.reset_fillins()
             strict.set_rds_creation_seconds(0)
+            faults.switch_off()
         return response
 
     def _fillin(
@@ -100,7 +105,14 @@ class EmulatorApp:
             return _json(start_response, 200, {"cleared": self.log.clear()})
         if name == "delays" and method == "PUT":
             return self._set_delays(environ, start_response)
-        if name in ("health", "requests", "delays"):
+        if name == "faults" and method == "PUT":
+            return self._set_faults(environ, start_response)
+        if name == "faults" and method == "GET":
+            fault = faults.current()
+            return _json(start_response, 200, fault.as_dict() if fault is not None else None)
+        if name == "faults" and method == "DELETE":
+            return _json(start_response, 200, {"stopped": faults.switch_off()})
+        if name in ("health", "requests", "delays", "faults"):
             return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
         return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
 
@@ -113,6 +125,14 @@ class EmulatorApp:
             return _json(start_response, 400, {"error": f"expected {{'rds_seconds': number}}: {exc}"})
         strict.set_rds_creation_seconds(seconds)
         return _json(start_response, 200, {"rds_seconds": strict.RDS_CREATION_SECONDS})
+
+    def _set_faults(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """PUT {"rate": 0.1, "services": [...] | null, "kinds": [...], "seed": n}: see faults.py."""
+        try:
+            fault = faults.switch_on(json.loads(read_body(environ) or b"{}"))
+        except (faults.FaultSettingsError, ValueError) as exc:
+            return _json(start_response, 400, {"error": str(exc)})
+        return _json(start_response, 200, fault.as_dict())
 
 
 def build_app() -> EmulatorApp:
