@@ -516,3 +516,21 @@ def test_a_cluster_made_again_gets_its_integration_and_job_made_again(dev: Stage
     assert (new["TargetArn"], new["Status"]) == (redshift.namespace_arn(dev), "active")
     assert JOB in copy_jobs(dev)
     assert changed(converge(dev, "autocopy").resources) == []
+
+
+def test_a_job_made_by_a_run_killed_before_it_recorded_it_is_recorded_not_made_again(dev: Stage) -> None:
+    converge(dev, "autocopy")
+    job = next(r for r in converge(dev, "autocopy").resources if r.name == JOB)
+    sql = autocopy.job_specs(dev)[0].copy_sql
+    # As a killed run leaves it: the job made inside the database, its integration without a record.
+    run_sql(dev, f"COPY JOB DROP {JOB}")
+    found = integration(dev)
+    dev.client("redshift").modify_integration(IntegrationArn=found["IntegrationArn"], Description="")
+    assert run_sql(dev, sql)["Status"] == "FINISHED"
+
+    resumed = converge(dev, "autocopy")
+
+    assert operations(resumed.resources, JOB) == ["ExecuteStatement", "ModifyIntegration"]
+    assert f"COPY JOB {JOB}" in integration(dev)["Description"]
+    assert list(copy_jobs(dev)) == [JOB]
+    assert job.state == "present" and changed(converge(dev, "autocopy").resources) == []
