@@ -40,7 +40,7 @@ class Waits(Section):
 
 class Aws(Section):
     """How the stage's clients talk to AWS: botocore's own retries (standard or adaptive mode) and
-    timeouts. Throttling, 5xx answers, dropped connections and read timeouts are retried there."""
+    timeouts. Throttled calls, 5xx answers, dropped connections and read timeouts are retried there."""
 
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(default=5, ge=1, le=20)

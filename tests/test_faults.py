@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -163,3 +164,20 @@ def test_a_stage_takes_its_timeouts_and_retry_mode_from_config(fresh) -> None:
     settings = stage.client("sqs").meta.config
     assert settings.read_timeout == 7.5
     assert settings.retries == {"mode": "adaptive", "total_max_attempts": 5}
+
+
+# Codes botocore retries itself: code of the tool that retried them too would multiply the attempts.
+BOTOCORE_RETRIES = ("Throttling", "RequestLimitExceeded", "SlowDown", "TooManyRequests", "ServiceUnavailable")
+
+
+def test_no_code_of_the_tool_retries_what_botocore_retries() -> None:
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    sources = [
+        path
+        for path in deploy.rglob("*.py")
+        if "emulator" not in path.parts and path.name != "errors.py"  # errors.py words the hints
+    ]
+    assert len(sources) > 30
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        assert not [code for code in BOTOCORE_RETRIES if code in text], path
