@@ -181,3 +181,21 @@ def test_no_code_of_the_tool_retries_what_botocore_retries() -> None:
     for path in sources:
         text = path.read_text(encoding="utf-8")
         assert not [code for code in BOTOCORE_RETRIES if code in text], path
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("aws: {retry_mode: legacy}\n", "aws.retry_mode"),
+        ("aws: {max_attempts: 0}\n", "aws.max_attempts"),
+        ("aws: {read_timeout_seconds: -1}\n", "aws.read_timeout_seconds"),
+        ("aws: {retries: 3}\n", "aws.retries"),
+    ],
+)
+def test_a_bad_aws_section_names_file_and_key(config_copy, text, key) -> None:
+    from deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        load_config("dev", config_copy("dev", text))
+
+    assert raised.value.path.endswith("dev.yaml") and raised.value.key == key
