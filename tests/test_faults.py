@@ -103,9 +103,13 @@ def test_reset_drops_the_connection_and_timeout_holds_past_the_read_timeout(fres
 
 def test_only_listed_services_fail_and_control_paths_never_do(fresh) -> None:
     faults_on(fresh, rate=1, services=["sqs"], kinds=["500"])
-
     client(fresh, "sns").list_topics()  # not listed: served
+    with pytest.raises(ClientError):
+        client(fresh, "sqs").list_queues()
+
+    faults_on(fresh, rate=1, services=None, kinds=["500", "reset"])
     assert control(fresh, "GET", "/_emulator/requests")[0] == 200
+    assert control(fresh, "GET", "/_emulator/faults")[1]["services"] is None
     fresh.reset()  # /moto-api/reset: served, and it turns the faults off
     client(fresh, "sqs").list_queues()
     assert control(fresh, "GET", "/_emulator/faults") == (200, None)
