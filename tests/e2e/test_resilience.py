@@ -147,6 +147,19 @@ def test_up_fails_in_bounded_time_naming_the_failing_service_then_resumes(empty,
     assert_same_as_reference(empty, reference)
 
 
+def db_status(emulator: Emulator) -> str:
+    import boto3
+
+    rds = boto3.client(
+        "rds",
+        endpoint_url=emulator.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return rds.describe_db_instances()["DBInstances"][0]["DBInstanceStatus"]
+
+
 def _made(operation: str) -> Callable[[list[str]], bool]:
     return lambda made: operation in made
 
@@ -163,9 +176,16 @@ def test_up_killed_at_four_points_then_run_again_ends_as_an_uninterrupted_run(em
     for where, seen in kill_points:
         made = empty.up_killed_when(seen)
         assert made, where
-        assert duplicates(empty.inventory()) == {}, f"a duplicate after the kill {where}"
+        found = empty.inventory()
+        assert duplicates(found) == {}, f"a duplicate after the kill {where}"
+        extra = {kind: keys[0] for kind, keys in differences(found, reference).items() if keys[0]}
+        assert extra == {}, f"made after the kill {where}, not by an uninterrupted run"
+        if where == "while the data stores create":
+            assert db_status(empty.emulator) == "creating"
+    empty.emulator.clear()
 
     done = empty.up()
 
     assert done.code == 0, done.output
+    assert empty.emulator.mutating(), "the last kill came after everything was done"
     assert_same_as_reference(empty, reference)
