@@ -38,6 +38,16 @@ class Waits(Section):
     timeout_seconds: int = Field(gt=0, le=4 * 3600)
 
 
+class Aws(Section):
+    """How the stage's clients talk to AWS: botocore's own retries (standard or adaptive mode) and
+    timeouts. Throttled calls, 5xx answers, dropped connections and read timeouts are retried there."""
+
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=300)
+    read_timeout_seconds: float = Field(default=60, gt=0, le=900)
+
+
 class Bucket(Section):
     name: names.BucketName
     versioning: bool = False
@@ -772,6 +782,7 @@ class StageConfig(Section):
     domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
     tags: dict[str, str]
     emulator: Emulator = Emulator()
+    aws: Aws = Aws()
     waits: Waits
     s3: S3
     sns: Sns

@@ -55,9 +55,14 @@ class ArgumentError(BadInput):
 class AwsError(DeployError):
     """An AWS call failed: carries the AWS error code and what the operator can do next."""
 
-    def __init__(self, code: str, message: str, hint: str = "", operation: str = "") -> None:
+    def __init__(
+        self, code: str, message: str, hint: str = "", operation: str = "", service: str = ""
+    ) -> None:
         self.code, self.message, self.hint, self.operation = code, message, hint, operation
-        where = f" ({operation})" if operation else ""
+        self.service = service
+        where = (
+            f" ({service}:{operation})" if service and operation else f" ({operation})" if operation else ""
+        )
         text = f"{code}{where}: {message}"
         super().__init__(f"{text}. {hint}" if hint else text)
 
@@ -80,6 +85,7 @@ class SecretNotFound(DeployError, KeyError):
 
 _PERMISSION = "The credentials in use lack this permission: check AWS_PROFILE and the IAM policy."
 _THROTTLED = "AWS kept throttling after retries: wait a minute and rerun; the task resumes."
+_NO_ANSWER = "The endpoint gave no answer after botocore's retries: check the network and rerun; it resumes."
 _EXPIRED = "The session token expired: log in again (aws sso login) and rerun."
 _HINTS = {
     "AccessDenied": _PERMISSION,
@@ -93,6 +99,8 @@ _HINTS = {
     "ThrottlingException": _THROTTLED,
     "RequestLimitExceeded": _THROTTLED,
     "SlowDown": _THROTTLED,
+    "InternalError": "AWS kept failing after retries: wait a minute and rerun; the task resumes.",
+    "ServiceUnavailable": "AWS kept failing after retries: wait a minute and rerun; the task resumes.",
     "BucketAlreadyExists": "Bucket names are global and another account owns this one: "
     "rename it in config (s3.buckets.*.name).",
     "ParameterNotFound": "Set it first with `inv secrets.set NAME --stage STAGE`.",
@@ -108,6 +116,11 @@ def hint_for(code: str) -> str:
     return _HINTS.get(code, "See the AWS error above; fix it and rerun: every task resumes safely.")
 
 
+def _where(exc: Exception) -> tuple[str, str]:
+    """(operation, service) of a call that got no answer, as the stage's clients mark it."""
+    return str(getattr(exc, "aws_operation", "")), str(getattr(exc, "aws_service", ""))
+
+
 def from_botocore(exc: Exception) -> DeployError:
     """Turn a botocore exception into an AwsError with a code and a hint."""
     from botocore import exceptions as bex
@@ -116,7 +129,8 @@ def from_botocore(exc: Exception) -> DeployError:
         err = exc.response.get("Error", {})
         code = str(err.get("Code") or "Unknown")
         message = str(err.get("Message") or exc)
-        return AwsError(code, message.rstrip("."), hint_for(code), exc.operation_name)
+        service = str(err.get("Service") or "")
+        return AwsError(code, message.rstrip("."), hint_for(code), exc.operation_name, service)
     if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
         return AwsError(
             "NoCredentials",
@@ -133,11 +147,13 @@ def from_botocore(exc: Exception) -> DeployError:
             "Check the network, AWS_ENDPOINT_URL and the region; for --stage local run `inv local.start`.",
         )
     if isinstance(exc, bex.ReadTimeoutError):
-        return AwsError("ReadTimeout", str(exc), "The endpoint is slow to answer: rerun.")
+        return AwsError("ReadTimeout", str(exc), _NO_ANSWER, *_where(exc))
+    if isinstance(exc, bex.ConnectionClosedError):
+        return AwsError("ConnectionClosed", str(exc), _NO_ANSWER, *_where(exc))
     if isinstance(exc, bex.ProfileNotFound):
         return AwsError("ProfileNotFound", str(exc), "Name a profile that is in ~/.aws/config.")
     if isinstance(exc, bex.NoRegionError):
         return AwsError("NoRegion", str(exc), "Set `region` in config/defaults.yaml.")
     if isinstance(exc, bex.BotoCoreError):
-        return AwsError(type(exc).__name__, str(exc), "")
+        return AwsError(type(exc).__name__, str(exc), "", *_where(exc))
     raise exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -102,15 +103,19 @@ class Stage:
             if key not in self._clients:
                 from botocore.config import Config
 
+                aws = self.config.aws
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": 5},
-                    connect_timeout=5,
-                    read_timeout=60,
+                    retries={"mode": aws.retry_mode, "total_max_attempts": aws.max_attempts},
+                    connect_timeout=aws.connect_timeout_seconds,
+                    read_timeout=aws.read_timeout_seconds,
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
                 session = self.session(raw_timestamps=raw_timestamps)
                 client = session.client(service, endpoint_url=self.endpoint_url, config=config)
                 client.meta.events.register("before-call", self._before_call)
+                client.meta.events.register("after-call", _name_service_of_error)
+                named = functools.partial(_name_service_of_failure, client.meta.service_model.service_name)
+                client.meta.events.register("after-call-error", named)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -135,6 +140,21 @@ class Stage:
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         where = self.region if region else ""
         return f"arn:{partition(self.region)}:{service}:{where}:{self.account_id}:{resource}"
+
+
+def _name_service_of_error(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """An error answer (after botocore's retries) carries its service, for the one-line report:
+    the ClientError raised from `parsed` knows only the operation."""
+    if http_response.status_code >= 300 and isinstance(parsed.get("Error"), dict):
+        parsed["Error"].setdefault("Service", model.service_model.service_name)
+
+
+def _name_service_of_failure(service: str, exception: BaseException, event_name: str, **_: Any) -> None:
+    """A call that got no answer (connection dropped, read timeout) keeps its service and operation
+    on the exception, for the same report."""
+    if not hasattr(exception, "aws_service"):
+        exception.aws_service = service  # type: ignore[attr-defined]
+        exception.aws_operation = event_name.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
 
 
 def resolve_endpoint(config: StageConfig) -> str | None:

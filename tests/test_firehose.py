@@ -651,3 +651,21 @@ def test_direct_dry_run_on_an_empty_account_reads_no_password_and_changes_nothin
     call_log.clear()
     converge(direct, "firehose", dry_run=True)
     assert [call for call in call_log.calls if call[0] == "ssm"] == []
+
+
+def test_a_job_made_by_a_run_killed_before_it_recorded_it_is_recorded_not_made_again(dev: Stage) -> None:
+    converge(dev, "autocopy")
+    job = next(r for r in converge(dev, "autocopy").resources if r.name == JOB)
+    sql = autocopy.job_specs(dev)[0].copy_sql
+    # As a killed run leaves it: the job made inside the database, its integration without a record.
+    run_sql(dev, f"COPY JOB DROP {JOB}")
+    found = integration(dev)
+    dev.client("redshift").modify_integration(IntegrationArn=found["IntegrationArn"], Description="")
+    assert run_sql(dev, sql)["Status"] == "FINISHED"
+
+    resumed = converge(dev, "autocopy")
+
+    assert operations(resumed.resources, JOB) == ["ExecuteStatement", "ModifyIntegration"]
+    assert f"COPY JOB {JOB}" in integration(dev)["Description"]
+    assert list(copy_jobs(dev)) == [JOB]
+    assert job.state == "present" and changed(converge(dev, "autocopy").resources) == []

@@ -414,8 +414,10 @@ def _statement_steps(stage: Stage, spec: CopyJobSpec, sql: str, verb: str, reaso
         "StatementName": name,
     }
     what = f"COPY JOB {verb.upper()} {spec.job} in {spec.cluster}"
-    # A job dropped by hand since it was recorded is as good as dropped.
-    tolerated = "does not exist" if verb == "drop" else None
+    # A job dropped by hand since it was recorded is as good as dropped. A job that exists though
+    # none is recorded was made by a run stopped (killed) before it recorded it: recording it now
+    # resumes that run, without dropping the job, which would load its files a second time.
+    tolerated = "does not exist" if verb == "drop" else "already exists" if verb == "create" else None
     probe = statement_status(name, what, tolerated)
     wait = Wait(
         spec.job,

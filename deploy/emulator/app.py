@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from deploy.emulator import fillins, fixes, longpoll, strict, workers
+from deploy.emulator import faults, fillins, fixes, longpoll, strict, workers
 from deploy.emulator.calls import (
     WORKLOAD_KEY_PREFIXES,
     RequestLog,
@@ -55,10 +55,15 @@ class EmulatorApp:
         credential = credential_of(environ)
         if credential is not None:
             workers.heard_from(credential.access_key)
-        # The log holds the calls of the emulator's clients (the tool, the tests): not those of the
-        # code it runs itself (worker tasks polling their queue, function handlers).
+        # The log holds the calls of the emulator's clients (the tool, the tests), and only those
+        # meet faults: not the calls of the code it runs itself (worker tasks polling their queue,
+        # function handlers).
         if credential is None or not credential.access_key.startswith(WORKLOAD_KEY_PREFIXES):
             self.log.record(call)
+            fault = faults.current()
+            kind = fault.pick(call) if fault is not None else None
+            if fault is not None and kind is not None:
+                return faults.serve_fault(kind, call, environ, start_response, fault.hold_seconds)
         if (call.service, call.operation) == ("sqs", "ReceiveMessage"):
             body = form_body or read_body(environ)
             return longpoll.serve_long_poll(environ, body, start_response, self._moto)
@@ -86,6 +91,7 @@ class EmulatorApp:
         if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
             fillins.reset_fillins()
             strict.set_rds_creation_seconds(0)
+            faults.switch_off()
         return response
 
     def _fillin(
@@ -110,7 +116,14 @@ class EmulatorApp:
             return _json(start_response, 200, {"cleared": self.log.clear()})
         if name == "delays" and method == "PUT":
             return self._set_delays(environ, start_response)
-        if name in ("health", "requests", "delays"):
+        if name == "faults" and method == "PUT":
+            return self._set_faults(environ, start_response)
+        if name == "faults" and method == "GET":
+            fault = faults.current()
+            return _json(start_response, 200, fault.as_dict() if fault is not None else None)
+        if name == "faults" and method == "DELETE":
+            return _json(start_response, 200, {"stopped": faults.switch_off()})
+        if name in ("health", "requests", "delays", "faults"):
             return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
         return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
 
@@ -123,6 +136,14 @@ class EmulatorApp:
             return _json(start_response, 400, {"error": f"expected {{'rds_seconds': number}}: {exc}"})
         strict.set_rds_creation_seconds(seconds)
         return _json(start_response, 200, {"rds_seconds": strict.RDS_CREATION_SECONDS})
+
+    def _set_faults(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """PUT {"rate": 0.1, "services": [...] | null, "kinds": [...], "seed": n}: see faults.py."""
+        try:
+            fault = faults.switch_on(json.loads(read_body(environ) or b"{}"))
+        except (faults.FaultSettingsError, ValueError) as exc:
+            return _json(start_response, 400, {"error": str(exc)})
+        return _json(start_response, 200, fault.as_dict())
 
 
 def build_app() -> EmulatorApp:

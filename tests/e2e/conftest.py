@@ -32,9 +32,9 @@ class Emulator:
     endpoint_url: str
     log_file: Path
 
-    def _request(self, method: str, path: str) -> bytes:
+    def _request(self, method: str, path: str, timeout: float = 5) -> bytes:
         request = urllib.request.Request(self.endpoint_url + path, method=method)
-        with _opener.open(request, timeout=5) as response:
+        with _opener.open(request, timeout=timeout) as response:
             return response.read()
 
     def requests(self) -> list[dict]:
@@ -53,8 +53,20 @@ class Emulator:
         with _opener.open(request, timeout=5) as response:
             response.read()
 
+    def set_faults(self, **settings: object) -> None:
+        """Make a fraction of AWS calls fail (see deploy/emulator/faults.py); a reset stops them."""
+        body = json.dumps(settings).encode()
+        request = urllib.request.Request(self.endpoint_url + "/_emulator/faults", body, method="PUT")
+        with _opener.open(request, timeout=5) as response:
+            response.read()
+
+    def stop_faults(self) -> dict | None:
+        """Stop the faults; what was in force, with the count of each kind injected."""
+        return json.loads(self._request("DELETE", "/_emulator/faults"))["stopped"]
+
     def reset(self) -> None:
-        self._request("POST", "/moto-api/reset")
+        # Stopping the worker processes of ECS services takes seconds.
+        self._request("POST", "/moto-api/reset", timeout=60)
         self.clear()
 
 
