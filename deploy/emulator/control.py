@@ -154,10 +154,20 @@ def ensure_running(endpoint_url: str) -> str:
             f"uses an emulator on http://{LOOPBACK}:PORT. Run `inv local.start` and point "
             f"AWS_ENDPOINT_URL at {endpoint_for(DEFAULT_PORT)} (or unset it)."
         )
-    if health(endpoint_url) is not None:
+    if health(endpoint_url) is not None or _busy_emulator_answers(endpoint_url, parts.port or 80):
         return endpoint_url
     start(parts.port or 80)
     return endpoint_url
+
+
+def _busy_emulator_answers(endpoint_url: str, port: int) -> bool:
+    """Something listens on the port but did not answer the quick probe: an emulator busy with
+    other work (a test host under load, a slow answer being held) answers given a little time."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT_SECONDS)
+        if probe.connect_ex((LOOPBACK, port)) != 0:
+            return False
+    return health(endpoint_url, timeout=START_TIMEOUT_SECONDS) is not None
 
 
 def _adopt_running(running: EmulatorInfo, port: int) -> EmulatorInfo:

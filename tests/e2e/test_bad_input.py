@@ -170,6 +170,7 @@ STAGE_CORPUS = [
         "emulator.enabled",
         "Input should be a valid boolean",
     ),
+    ("aws-retry-mode", "aws:\n  retry_mode: legacy\n", "aws.retry_mode", "Input should be"),
     (
         "waits-poll-zero",
         "waits:\n  poll_seconds: 0\n",
