@@ -47,6 +47,7 @@ class Executor:
         for step in steps:
             check_stop()
             if isinstance(step, Check):
+                self.stage.forget_reads()
                 state = step.probe(self.stage)
                 if state not in step.ready:
                     self.reporter.deferred(step, state)
@@ -96,6 +97,7 @@ class Executor:
         started = time.monotonic()
         with self.reporter.waiting(wait.resource) as progress:
             while True:
+                self.stage.forget_reads()
                 state = wait.probe(self.stage)
                 elapsed = time.monotonic() - started
                 progress(state, elapsed)
@@ -168,6 +170,13 @@ def converge_waves(
     """Wave by wave: read, show what will change, then run it (or, on a dry run, only show it).
     A wave starts when the one before it is done, because it reads what that made (ARNs,
     endpoints). `title` names what changes in the plan table (default: the wave's areas)."""
+    with stage.one_run():
+        return _converge_waves(stage, waves, reporter, dry_run=dry_run, title=title)
+
+
+def _converge_waves(
+    stage: Stage, waves: Sequence[Wave], reporter: Reporter, *, dry_run: bool, title: str | None
+) -> Outcome:
     executor_type = DryRunExecutor if dry_run else Executor
     everything: list[Resource] = []
     calls = 0

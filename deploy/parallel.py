@@ -26,6 +26,9 @@ EXIT_INTERRUPTED = 130
 WIND_DOWN_SECONDS = 1.0
 # Set on Ctrl-C: every wait and retry of every thread stops at its next pause.
 stop_requested = threading.Event()
+# The most threads map_concurrently() uses, whatever its caller asks: 1 runs the areas of a wave,
+# the resources of a level and the reads of an area one at a time (debugging, benchmarks).
+MAX_WORKERS_ENV = "DEPLOY_MAX_WORKERS"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -74,11 +77,18 @@ def check_stop() -> None:
         raise Interrupted()
 
 
+def max_workers() -> int:
+    """DEPLOY_MAX_WORKERS when set to a positive whole number, else no limit of its own."""
+    value = os.environ.get(MAX_WORKERS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1 << 16
+
+
 def map_concurrently(fn: Callable[[T], R], items: Iterable[T], workers: int = 8) -> list[R]:
     """fn over items, in order; the first exception is raised after the others finish. On Ctrl-C
     the workers are told to stop, and the interrupt goes on without waiting for them."""
     items = list(items)
-    if len(items) <= 1:
+    workers = min(workers, max_workers())
+    if len(items) <= 1 or workers <= 1:
         return [fn(item) for item in items]
     pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
     try:

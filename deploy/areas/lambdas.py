@@ -286,7 +286,19 @@ def tls_only_statement(stage: Stage, name: str) -> dict[str, Any]:
 def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
     """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged."""
     s3 = stage.client("s3")
-    exists = _absent(lambda: s3.head_bucket(Bucket=name), "404", "NoSuchBucket", "NotFound") is not None
+
+    # The encryption read tells whether the bucket exists too (NoSuchBucket): no HeadBucket.
+    def read_encryption() -> dict[str, Any]:
+        return (
+            _absent(
+                lambda: s3.get_bucket_encryption(Bucket=name),
+                "ServerSideEncryptionConfigurationNotFoundError",
+            )
+            or {}
+        )
+
+    encryption = _absent(read_encryption, "404", "NoSuchBucket", "NotFound")
+    exists = encryption is not None
     steps: list[Call] = []
 
     def call(operation: str, reason: str, **params: Any) -> None:
@@ -297,9 +309,6 @@ def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
         if stage.region != "us-east-1":
             location = {"CreateBucketConfiguration": {"LocationConstraint": stage.region}}
         call("CreateBucket", "bucket does not exist", ObjectOwnership="BucketOwnerEnforced", **location)
-    encryption = exists and _absent(
-        lambda: s3.get_bucket_encryption(Bucket=name), "ServerSideEncryptionConfigurationNotFoundError"
-    )
     rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     wanted = encryption_rule(stage)
     have = rules[0] if rules else {}
@@ -644,17 +653,9 @@ def plan_subscription(stage: Stage, spec: FunctionSpec, topic: str) -> Resource:
 
     topic_arn = sns.topic_arn(stage, topic)
     endpoint = function_arn(stage, spec.name)
-    client = stage.client("sns")
     subscribed = False
-    found = _absent(
-        lambda: (
-            client.get_paginator("list_subscriptions_by_topic")
-            .paginate(TopicArn=topic_arn)
-            .build_full_result()
-        ),
-        "NotFound",
-    )
-    for subscription in (found or {}).get("Subscriptions", []):
+    found = _absent(lambda: sns.topic_subscriptions(stage, topic_arn), "NotFound")
+    for subscription in found or []:
         subscribed = subscribed or (
             subscription["Protocol"] == "lambda" and subscription["Endpoint"] == endpoint
         )

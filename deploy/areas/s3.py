@@ -156,14 +156,29 @@ def bucket_exists(stage: Stage, name: str) -> bool:
         raise
 
 
+def _first_read(stage: Stage, name: str) -> dict[str, Any] | None:
+    """The bucket's encryption, which also tells whether it exists (NoSuchBucket): no HeadBucket
+    first. Raises BucketNotOwned, as bucket_exists() does, when these credentials cannot read it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return stage.client("s3").get_bucket_encryption(Bucket=name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ServerSideEncryptionConfigurationNotFoundError":
+            return {}
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return None
+        if code in ("403", "AccessDenied", "Forbidden") and not bucket_exists(stage, name):
+            return None  # bucket_exists raised BucketNotOwned for a bucket of another account
+        raise
+
+
 def read_bucket(stage: Stage, name: str) -> BucketState:
-    if not bucket_exists(stage, name):
+    encryption = _first_read(stage, name)
+    if encryption is None:
         return BucketState(exists=False)
     s3 = stage.client("s3")
-    encryption = _unless_absent(
-        lambda: s3.get_bucket_encryption(Bucket=name),
-        "ServerSideEncryptionConfigurationNotFoundError",
-    )
     block = _unless_absent(
         lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
     )
