@@ -4,6 +4,7 @@ callers hand it each area's planner."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -201,18 +202,38 @@ def execute_resources(
     reporter: Reporter,
     executor_type: type[Executor] = Executor,
 ) -> int:
-    """Run each resource's steps in order, independent resources side by side (a resource starts
-    once those it depends on are done). Returns the number of calls made."""
+    """Run each resource's steps in order, independent resources side by side: a resource starts
+    as soon as those it depends on are done, not when a whole level is (an RDS instance does not
+    wait for a Redshift cluster it does not need). Returns the number of calls made."""
+    # Dependencies first: a resource is taken from the pool's queue only after every resource it
+    # waits for, so those run (or ran) in other threads and the waiting never deadlocks.
+    ordered = [resource for level in dependency_levels(resources) for resource in level]
+    finished = {(r.area, r.name): threading.Event() for r in ordered}
+    failed: set[tuple[str, str]] = set()
 
     def run(resource: Resource) -> int:
-        executor = executor_type(stage, reporter)
-        executor.run(resource.steps)
-        return len(executor.made)
+        key = (resource.area, resource.name)
+        try:
+            for name in resource.depends_on:
+                needed = finished.get((resource.area, name))
+                while needed is not None and not needed.wait(0.05):
+                    check_stop()
+                if (resource.area, name) in failed:
+                    raise DependencyFailed(f"{resource.area} {resource.name}: {name} failed")
+            executor = executor_type(stage, reporter)
+            executor.run(resource.steps)
+            return len(executor.made)
+        except BaseException:
+            failed.add(key)
+            raise
+        finally:
+            finished[key].set()
 
-    return sum(
-        sum(map_concurrently(run, level, workers=MAX_CONCURRENT_RESOURCES))
-        for level in dependency_levels(resources)
-    )
+    return sum(map_concurrently(run, ordered, workers=MAX_CONCURRENT_RESOURCES))
+
+
+class DependencyFailed(Exception):
+    """A resource was not started because one it depends on failed (that failure is reported)."""
 
 
 def run_converge(

@@ -753,7 +753,7 @@ def plan_one(stage: Stage, spec: FunctionSpec, package: Package) -> list[Resourc
         plan_function(stage, spec, package, read_function(stage, spec.name)),
         plan_permissions(stage, spec),
     ]
-    resources += [plan_schedule(stage, spec, schedule) for schedule in spec.schedules]
+    resources += map_concurrently(lambda schedule: plan_schedule(stage, spec, schedule), spec.schedules)
     resources += plan_dropped_schedules(stage, spec)
     resources += [plan_subscription(stage, spec, topic) for topic in spec.topics]
     return resources
@@ -774,9 +774,15 @@ def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
     specs = function_specs(stage, only)
     packages = build_packages(stage, specs)
     buckets = list(dict.fromkeys(spec.bucket for spec in specs))
-    resources = map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets)
-    per_function = map_concurrently(
-        lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
+    # The buckets and the functions are read side by side (neither reads the other).
+    resources, per_function = map_concurrently(
+        lambda read: read(),
+        [
+            lambda: map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets),
+            lambda: map_concurrently(
+                lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
+            ),
+        ],
     )
     resources += [resource for group in per_function for resource in group]
     # The media bucket always: a function whose trigger was dropped leaves an entry to remove.

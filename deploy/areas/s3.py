@@ -179,18 +179,25 @@ def read_bucket(stage: Stage, name: str) -> BucketState:
     if encryption is None:
         return BucketState(exists=False)
     s3 = stage.client("s3")
-    block = _unless_absent(
-        lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
+    # S3 has no call that answers them all: the seven reads go side by side.
+    block, ownership, lifecycle, cors, policy, tagging, versioning = map_concurrently(
+        lambda read: read(),
+        [
+            lambda: _unless_absent(
+                lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
+            ),
+            lambda: _unless_absent(
+                lambda: s3.get_bucket_ownership_controls(Bucket=name), "OwnershipControlsNotFoundError"
+            ),
+            lambda: _unless_absent(
+                lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "NoSuchLifecycleConfiguration"
+            ),
+            lambda: _unless_absent(lambda: s3.get_bucket_cors(Bucket=name), "NoSuchCORSConfiguration"),
+            lambda: _unless_absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy"),
+            lambda: _unless_absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet"),
+            lambda: s3.get_bucket_versioning(Bucket=name),
+        ],
     )
-    ownership = _unless_absent(
-        lambda: s3.get_bucket_ownership_controls(Bucket=name), "OwnershipControlsNotFoundError"
-    )
-    lifecycle = _unless_absent(
-        lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "NoSuchLifecycleConfiguration"
-    )
-    cors = _unless_absent(lambda: s3.get_bucket_cors(Bucket=name), "NoSuchCORSConfiguration")
-    policy = _unless_absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
-    tagging = _unless_absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
     rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     owner_rules = (ownership or {}).get("OwnershipControls", {}).get("Rules", [])
     return BucketState(
@@ -198,7 +205,7 @@ def read_bucket(stage: Stage, name: str) -> BucketState:
         encryption=rules[0] if rules else {},
         public_access=(block or {}).get("PublicAccessBlockConfiguration", {}),
         ownership=owner_rules[0].get("ObjectOwnership", "") if owner_rules else "",
-        versioning=s3.get_bucket_versioning(Bucket=name).get("Status", ""),
+        versioning=versioning.get("Status", ""),
         lifecycle=(lifecycle or {}).get("Rules", []),
         cors=(cors or {}).get("CORSRules", []),
         policy=json.loads(policy["Policy"]) if policy else {},
