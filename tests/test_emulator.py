@@ -282,7 +282,8 @@ def test_latency_delays_each_request_and_concurrent_ones_overlap(
     url = fresh.endpoint_url + "/_emulator/latency"
     assert put_json(url, {"ms": -1})[0] == 400
     assert put_json(url, {"seconds": 1})[0] == 400
-    assert put_json(url, {"ms": 300}) == (200, {"ms": 300})
+    control.set_latency(fresh.endpoint_url, 300)  # what `inv local.start --latency-ms 300` does
+    assert fresh.app.latency_seconds == 0.3
     try:
         started = time.perf_counter()
         sqs.list_queues()
@@ -295,6 +296,13 @@ def test_latency_delays_each_request_and_concurrent_ones_overlap(
         put_json(url, {"ms": 0})
     assert alone >= 0.3
     assert together < 4 * 0.3, "the latency is outside the lock: four requests wait side by side"
+
+
+def test_latency_option_of_the_emulator_command() -> None:
+    from deploy.emulator.__main__ import parse_args
+
+    assert parse_args([]).latency_ms == 0
+    assert parse_args(["--latency-ms", "50"]).latency_ms == 50
 
 
 def test_delays_of_every_slow_store_over_http(fresh: EmulatorServer) -> None:
