@@ -117,7 +117,7 @@ class Stage:
                 client = session.client(service, endpoint_url=self.endpoint_url, config=config)
                 client.meta.events.register("before-call", self._before_call)
                 client.meta.events.register("after-call", self._after_call)
-                client.meta.events.register("after-call-error", self._after_call)
+                client.meta.events.register("after-call-error", self._after_error)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -137,6 +137,11 @@ class Stage:
     def _after_call(self, model: Any, **_: Any) -> None:
         if is_mutating(model.name):
             self.forget_reads()
+
+    def _after_error(self, **_: Any) -> None:
+        # A call that failed on the way (a timeout) may still have changed something; this event
+        # does not say which operation it was.
+        self.forget_reads()
 
     def forget_reads(self) -> None:
         """Drop what remember() kept: after a change, and before each probe of a wait (a state
