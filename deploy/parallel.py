@@ -78,9 +78,16 @@ def check_stop() -> None:
 
 
 def max_workers() -> int:
-    """DEPLOY_MAX_WORKERS when set to a positive whole number, else no limit of its own."""
-    value = os.environ.get(MAX_WORKERS_ENV, "")
-    return int(value) if value.isdigit() and int(value) > 0 else 1 << 16
+    """DEPLOY_MAX_WORKERS when set, else no limit of its own; ArgumentError (exit 2) when it is
+    not a whole number of 1 or more."""
+    value = os.environ.get(MAX_WORKERS_ENV, "").strip()
+    if not value:
+        return 1 << 16
+    if not value.isdigit() or int(value) < 1:
+        from deploy.errors import ArgumentError
+
+        raise ArgumentError(MAX_WORKERS_ENV, f"expected a whole number of 1 or more, got {value!r}")
+    return int(value)
 
 
 def map_concurrently(fn: Callable[[T], R], items: Iterable[T], workers: int = 8) -> list[R]:

@@ -203,8 +203,11 @@ def resolve_endpoint(config: StageConfig) -> str | None:
 
 def open_stage(name: str | None = None, *, dry_run: bool = False, start_emulator: bool = True) -> Stage:
     """Load and validate config (bad input raises before any AWS call), then build the Stage."""
+    from deploy.parallel import max_workers
+
     stage_name = name or default_stage()
     config = load_config(stage_name)
+    max_workers()  # a bad DEPLOY_MAX_WORKERS is bad input: exit 2 before any AWS call
     endpoint = resolve_endpoint(config)
     if config.emulator.enabled and start_emulator:
         from deploy.emulator.control import ensure_running

@@ -175,6 +175,9 @@ def test_max_workers_one_runs_everything_in_the_calling_thread(monkeypatch) -> N
 
     monkeypatch.setenv("DEPLOY_MAX_WORKERS", "1")
     assert set(map_concurrently(thread_of, range(4))) == {threading.current_thread().name}
+    monkeypatch.setenv("DEPLOY_MAX_WORKERS", "none")
+    with pytest.raises(errors.ArgumentError, match="DEPLOY_MAX_WORKERS: expected a whole number"):
+        map_concurrently(thread_of, range(2))
     monkeypatch.delenv("DEPLOY_MAX_WORKERS")
     both = threading.Barrier(2, timeout=5)
     assert map_concurrently(lambda n: both.wait() is not None, range(2)) == [True, True]
