@@ -4,6 +4,7 @@ callers hand it each area's planner."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Executor:
         for step in steps:
             check_stop()
             if isinstance(step, Check):
+                self.stage.forget_reads()
                 state = step.probe(self.stage)
                 if state not in step.ready:
                     self.reporter.deferred(step, state)
@@ -96,6 +98,7 @@ class Executor:
         started = time.monotonic()
         with self.reporter.waiting(wait.resource) as progress:
             while True:
+                self.stage.forget_reads()
                 state = wait.probe(self.stage)
                 elapsed = time.monotonic() - started
                 progress(state, elapsed)
@@ -176,6 +179,22 @@ def converge_waves(
     A wave starts when the one before it is done, because it reads what that made (ARNs,
     endpoints). `title` names what changes in the plan table (default: the wave's areas); `verbs`
     say what happens to it (on a dry run, for real), `nothing` what is said when nothing does."""
+    with stage.one_run():
+        return _converge_waves(
+            stage, waves, reporter, dry_run=dry_run, title=title, verbs=verbs, nothing=nothing
+        )
+
+
+def _converge_waves(
+    stage: Stage,
+    waves: Sequence[Wave],
+    reporter: Reporter,
+    *,
+    dry_run: bool,
+    title: str | None,
+    verbs: tuple[str, str],
+    nothing: str | None,
+) -> Outcome:
     executor_type = DryRunExecutor if dry_run else Executor
     everything: list[Resource] = []
     calls = 0
@@ -200,18 +219,38 @@ def execute_resources(
     reporter: Reporter,
     executor_type: type[Executor] = Executor,
 ) -> int:
-    """Run each resource's steps in order, independent resources side by side (a resource starts
-    once those it depends on are done). Returns the number of calls made."""
+    """Run each resource's steps in order, independent resources side by side: a resource starts
+    as soon as those it depends on are done, not when a whole level is (an RDS instance does not
+    wait for a Redshift cluster it does not need). Returns the number of calls made."""
+    # Dependencies first: a resource is taken from the pool's queue only after every resource it
+    # waits for, so those run (or ran) in other threads and the waiting never deadlocks.
+    ordered = [resource for level in dependency_levels(resources) for resource in level]
+    finished = {(r.area, r.name): threading.Event() for r in ordered}
+    failed: set[tuple[str, str]] = set()
 
     def run(resource: Resource) -> int:
-        executor = executor_type(stage, reporter)
-        executor.run(resource.steps)
-        return len(executor.made)
+        key = (resource.area, resource.name)
+        try:
+            for name in resource.depends_on:
+                needed = finished.get((resource.area, name))
+                while needed is not None and not needed.wait(0.05):
+                    check_stop()
+                if (resource.area, name) in failed:
+                    raise DependencyFailed(f"{resource.area} {resource.name}: {name} failed")
+            executor = executor_type(stage, reporter)
+            executor.run(resource.steps)
+            return len(executor.made)
+        except BaseException:
+            failed.add(key)
+            raise
+        finally:
+            finished[key].set()
 
-    return sum(
-        sum(map_concurrently(run, level, workers=MAX_CONCURRENT_RESOURCES))
-        for level in dependency_levels(resources)
-    )
+    return sum(map_concurrently(run, ordered, workers=MAX_CONCURRENT_RESOURCES))
+
+
+class DependencyFailed(Exception):
+    """A resource was not started because one it depends on failed (that failure is reported)."""
 
 
 def run_converge(

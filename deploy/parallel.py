@@ -26,6 +26,9 @@ EXIT_INTERRUPTED = 130
 WIND_DOWN_SECONDS = 1.0
 # Set on Ctrl-C: every wait and retry of every thread stops at its next pause.
 stop_requested = threading.Event()
+# The most threads map_concurrently() uses, whatever its caller asks: 1 runs the areas of a wave,
+# the resources of a level and the reads of an area one at a time (debugging, benchmarks).
+MAX_WORKERS_ENV = "DEPLOY_MAX_WORKERS"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -74,11 +77,25 @@ def check_stop() -> None:
         raise Interrupted()
 
 
+def max_workers() -> int:
+    """DEPLOY_MAX_WORKERS when set, else no limit of its own; ArgumentError (exit 2) when it is
+    not a whole number of 1 or more."""
+    value = os.environ.get(MAX_WORKERS_ENV, "").strip()
+    if not value:
+        return 1 << 16
+    if not value.isdigit() or int(value) < 1:
+        from deploy.errors import ArgumentError
+
+        raise ArgumentError(MAX_WORKERS_ENV, f"expected a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def map_concurrently(fn: Callable[[T], R], items: Iterable[T], workers: int = 8) -> list[R]:
     """fn over items, in order; the first exception is raised after the others finish. On Ctrl-C
     the workers are told to stop, and the interrupt goes on without waiting for them."""
     items = list(items)
-    if len(items) <= 1:
+    workers = min(workers, max_workers())
+    if len(items) <= 1 or workers <= 1:
         return [fn(item) for item in items]
     pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
     try:

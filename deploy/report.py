@@ -144,6 +144,7 @@ class Reporter:
                     "dry_run": dry_run,
                     "changes": [_plan_entry(r) for r in changing],
                     "calls_made": calls,
+                    "resources": len(resources),
                     **(extra or {}),
                 }
             )

@@ -122,7 +122,8 @@ def converge_areas(
 
 
 def status_of(stage: Stage, areas: Sequence[str]) -> list:
-    return read_areas(stage, waves_of([areas])[0])
+    with stage.one_run():
+        return read_areas(stage, waves_of([areas])[0])
 
 
 def all_areas() -> tuple[str, ...]:
@@ -170,10 +171,11 @@ def up(c, stage=None, dry_run=False, json=False):
 
     target = open_stage(stage, dry_run=dry_run)
     reporter = Reporter(as_json=json)
-    outcome = converge_waves(target, waves_of(WAVES), reporter, dry_run=dry_run)
-    if not dry_run:
-        finish_areas(target)
-    left = [] if dry_run else by_hand(target, outcome)
+    with target.one_run():
+        outcome = converge_waves(target, waves_of(WAVES), reporter, dry_run=dry_run)
+        if not dry_run:
+            finish_areas(target)
+        left = [] if dry_run else by_hand(target, outcome)
     reporter.outcome(
         outcome.resources, stage=target.name, dry_run=dry_run, calls=outcome.calls, extra={"by_hand": left}
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploy.aws import partition
 from deploy.config import StageConfig, default_stage, load_config
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 CallHook = Callable[[str, str], None]
+T = TypeVar("T")
 
 
 def is_mutating(operation: str) -> bool:
@@ -42,6 +44,9 @@ class Stage:
     _hooks: list[CallHook] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _account_id: str | None = None
+    _remembered: dict[Any, Any] = field(default_factory=dict)
+    _generation: int = 0
+    _runs: int = 0
 
     @property
     def region(self) -> str:
@@ -116,6 +121,8 @@ class Stage:
                 client.meta.events.register("after-call", _name_service_of_error)
                 named = functools.partial(_name_service_of_failure, client.meta.service_model.service_name)
                 client.meta.events.register("after-call-error", named)
+                client.meta.events.register("after-call", self._after_call)
+                client.meta.events.register("after-call-error", self._after_error)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -125,10 +132,58 @@ class Stage:
 
     def _before_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
-        if self.read_only and is_mutating(model.name):
-            raise MutationBlocked(f"dry run: refused mutating call {service}:{model.name}")
+        if is_mutating(model.name):
+            if self.read_only:
+                raise MutationBlocked(f"dry run: refused mutating call {service}:{model.name}")
+            self.forget_reads()
         for hook in self._hooks:
             hook(service, model.name)
+
+    def _after_call(self, model: Any, **_: Any) -> None:
+        if is_mutating(model.name):
+            self.forget_reads()
+
+    def _after_error(self, **_: Any) -> None:
+        # A call that failed on the way (a timeout) may still have changed something; this event
+        # does not say which operation it was.
+        self.forget_reads()
+
+    def forget_reads(self) -> None:
+        """Drop what remember() kept: after a change, and before each probe of a wait (a state
+        moves on by itself: a cluster becomes available)."""
+        with self._lock:
+            self._generation += 1
+            self._remembered.clear()
+
+    @contextmanager
+    def one_run(self) -> Iterator[None]:
+        """Inside, remember() keeps what it reads (one `up`, `plan` or `status`); outside, and
+        at both ends, nothing is kept, so a later run reads afresh."""
+        with self._lock:
+            self._runs += 1
+            if self._runs == 1:
+                self.forget_reads()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if not self._runs:
+                    self.forget_reads()
+
+    def remember(self, key: Any, read: Callable[[], T]) -> T:
+        """What `read()` answers, read once per run until this stage makes a mutating call: a
+        lookup several areas repeat (a VPC's id, a key's ARN) costs one request per run. A read
+        that overlapped a mutating call is used but not kept (it may predate the change)."""
+        with self._lock:
+            if self._runs and key in self._remembered:
+                return self._remembered[key]
+            generation = self._generation
+        value = read()
+        with self._lock:
+            if self._runs and generation == self._generation:
+                self._remembered[key] = value
+        return value
 
     @property
     def account_id(self) -> str:
@@ -168,8 +223,11 @@ def resolve_endpoint(config: StageConfig) -> str | None:
 
 def open_stage(name: str | None = None, *, dry_run: bool = False, start_emulator: bool = True) -> Stage:
     """Load and validate config (bad input raises before any AWS call), then build the Stage."""
+    from deploy.parallel import max_workers
+
     stage_name = name or default_stage()
     config = load_config(stage_name)
+    max_workers()  # a bad DEPLOY_MAX_WORKERS is bad input: exit 2 before any AWS call
     endpoint = resolve_endpoint(config)
     if config.emulator.enabled and start_emulator:
         from deploy.emulator.control import ensure_running

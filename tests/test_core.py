@@ -140,6 +140,49 @@ def test_account_id_is_read_once(make_stage, call_log) -> None:
     assert call_log.calls == [("sts", "GetCallerIdentity")]
 
 
+def test_reads_are_remembered_within_one_run_until_a_change(make_stage, call_log) -> None:
+    stage = make_stage("dev", log=call_log)
+    s3 = stage.client("s3")
+
+    def buckets() -> list[str]:
+        return stage.remember("buckets", lambda: [b["Name"] for b in s3.list_buckets()["Buckets"]])
+
+    buckets(), buckets()
+    assert len(call_log.calls) == 2, "outside a run nothing is kept"
+    with stage.one_run():
+        call_log.clear()
+        assert buckets() == buckets() == []
+        assert call_log.calls == [("s3", "ListBuckets")]
+        s3.create_bucket(Bucket="made")
+        assert buckets() == ["made"], "a mutating call of the stage drops what was kept"
+        with stage.one_run():
+            assert buckets() == ["made"]
+        assert len(call_log.calls) == 3, "a nested run keeps what the outer one read"
+        probe = Wait("buckets", "made", lambda later: str(len(buckets())), frozenset({"1"}))
+        Executor(stage, Reporter(as_json=True)).run([probe])
+        assert len(call_log.calls) == 4, "each probe of a wait reads afresh"
+    buckets()
+    assert len(call_log.calls) == 5, "a run forgets all when it ends"
+
+
+def test_max_workers_one_runs_everything_in_the_calling_thread(monkeypatch) -> None:
+    import threading
+
+    from deploy.parallel import map_concurrently
+
+    def thread_of(_: int) -> str:
+        return threading.current_thread().name
+
+    monkeypatch.setenv("DEPLOY_MAX_WORKERS", "1")
+    assert set(map_concurrently(thread_of, range(4))) == {threading.current_thread().name}
+    monkeypatch.setenv("DEPLOY_MAX_WORKERS", "none")
+    with pytest.raises(errors.ArgumentError, match="DEPLOY_MAX_WORKERS: expected a whole number"):
+        map_concurrently(thread_of, range(2))
+    monkeypatch.delenv("DEPLOY_MAX_WORKERS")
+    both = threading.Barrier(2, timeout=5)
+    assert map_concurrently(lambda n: both.wait() is not None, range(2)) == [True, True]
+
+
 def test_dependency_levels_put_dependencies_first() -> None:
     dlq = Resource("sqs", "dead-letter queue", "q-dlq", "missing")
     queue = Resource("sqs", "queue", "q", "missing", depends_on=("q-dlq",))

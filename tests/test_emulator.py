@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -281,6 +283,60 @@ def test_request_log_over_http(fresh: EmulatorServer, client: ClientFactory) -> 
 
 def test_health(emulator: EmulatorServer) -> None:
     assert get_json(emulator.endpoint_url + "/_emulator/health") == {"status": "ok", "pid": os.getpid()}
+
+
+def put_json(url: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_latency_delays_each_request_and_concurrent_ones_overlap(
+    fresh: EmulatorServer, client: ClientFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sqs = client("sqs")
+    url = fresh.endpoint_url + "/_emulator/latency"
+    assert put_json(url, {"ms": -1})[0] == 400
+    assert put_json(url, {"seconds": 1})[0] == 400
+    control.set_latency(fresh.endpoint_url, 300)  # what `inv local.start --latency-ms 300` does
+    assert fresh.app.latency_seconds == 0.3
+    try:
+        started = time.perf_counter()
+        sqs.list_queues()
+        alone = time.perf_counter() - started
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: sqs.list_queues(), range(4)))
+        together = time.perf_counter() - started
+    finally:
+        put_json(url, {"ms": 0})
+    assert alone >= 0.3
+    assert together < 4 * 0.3, "the latency is outside the lock: four requests wait side by side"
+
+
+def test_latency_option_of_the_emulator_command() -> None:
+    from deploy.emulator.__main__ import parse_args
+
+    assert parse_args([]).latency_ms == 0
+    assert parse_args(["--latency-ms", "50"]).latency_ms == 50
+
+
+def test_delays_of_every_slow_store_over_http(fresh: EmulatorServer) -> None:
+    from deploy.emulator import strict
+
+    url = fresh.endpoint_url + "/_emulator/delays"
+    assert put_json(url, {"redshift_seconds": "soon"})[0] == 400
+    assert put_json(url, {"dynamodb_seconds": 5})[0] == 400, "no delay for a store that has none"
+    status, answer = put_json(url, {"redshift_seconds": 30, "redis_seconds": 25, "search_seconds": 15})
+    assert status == 200
+    assert answer == {"rds_seconds": 0, "redshift_seconds": 30, "redis_seconds": 25, "search_seconds": 15}
+    fresh.reset()
+    assert set(strict.CREATION_SECONDS.values()) == {0.0}, "a reset sets every delay back to 0"
 
 
 def test_reset_wipes_state_and_is_not_recorded(fresh: EmulatorServer, client: ClientFactory) -> None:

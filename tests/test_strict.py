@@ -408,8 +408,7 @@ def test_acm_request_without_dns_validation_has_no_record_and_tokens_are_checked
 
 
 def test_rds_instances_and_snapshots_are_busy_for_a_while(region, emulator_clock, monkeypatch) -> None:
-    strict.set_rds_creation_seconds(60)
-    monkeypatch.setattr(strict, "RDS_CREATION_SECONDS", 60.0)
+    monkeypatch.setitem(strict.CREATION_SECONDS, "rds", 60.0)
     rds = boto3.client("rds", region_name=region)
     rds.create_db_instance(
         DBInstanceIdentifier="slow",
@@ -437,3 +436,35 @@ def test_rds_instances_and_snapshots_are_busy_for_a_while(region, emulator_clock
     assert snapshot() == "creating"
     emulator_clock.advance(60)
     assert snapshot() == "available"
+
+
+def test_other_stores_are_busy_for_a_while(region, emulator_clock, monkeypatch) -> None:
+    for store, seconds in {"redshift": 30.0, "redis": 25.0, "search": 15.0}.items():
+        monkeypatch.setitem(strict.CREATION_SECONDS, store, seconds)
+    redshift = boto3.client("redshift", region_name=region)
+    redshift.create_cluster(
+        ClusterIdentifier="slow",
+        NodeType="ra3.xlplus",
+        MasterUsername="root",
+        MasterUserPassword="Password1234",
+        ClusterType="single-node",
+    )
+    cache = boto3.client("elasticache", region_name=region)
+    cache.create_replication_group(ReplicationGroupId="slow", ReplicationGroupDescription="slow")
+    search = boto3.client("opensearch", region_name=region)
+    search.create_domain(DomainName="slow")
+
+    def states() -> tuple[str, str, bool]:
+        return (
+            redshift.describe_clusters(ClusterIdentifier="slow")["Clusters"][0]["ClusterStatus"],
+            cache.describe_replication_groups(ReplicationGroupId="slow")["ReplicationGroups"][0]["Status"],
+            search.describe_domain(DomainName="slow")["DomainStatus"]["Processing"],
+        )
+
+    assert states() == ("creating", "creating", True)
+    emulator_clock.advance(15)
+    assert states() == ("creating", "creating", False)
+    emulator_clock.advance(10)
+    assert states() == ("creating", "available", False)
+    emulator_clock.advance(5)
+    assert states() == ("available", "available", False)

@@ -90,12 +90,16 @@ def _ours(stage: Stage, tags: dict[str, str]) -> bool:
 
 def _candidates(stage: Stage, domain: str) -> list[str]:
     paginator = stage.client("acm").get_paginator("list_certificates")
-    return [
-        summary["CertificateArn"]
-        for page in paginator.paginate(CertificateStatuses=list(LIVE))
-        for summary in page.get("CertificateSummaryList", [])
-        if summary.get("DomainName") == domain
-    ]
+    # One listing a run serves every certificate and the lookups of the app and the CDN.
+    summaries = stage.remember(
+        ("acm", "certificates"),
+        lambda: [
+            s
+            for page in paginator.paginate(CertificateStatuses=list(LIVE))
+            for s in page.get("CertificateSummaryList", [])
+        ],
+    )
+    return [summary["CertificateArn"] for summary in summaries if summary.get("DomainName") == domain]
 
 
 def read_certificate(stage: Stage, spec: CertificateSpec) -> CertificateState:
@@ -104,12 +108,16 @@ def read_certificate(stage: Stage, spec: CertificateSpec) -> CertificateState:
     acm = stage.client("acm")
     found = []
     for arn in _candidates(stage, spec.domain):
-        certificate = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        certificate = stage.remember(
+            ("acm", "certificate", arn),
+            lambda a=arn: acm.describe_certificate(CertificateArn=a)["Certificate"],
+        )
         if set(certificate.get("SubjectAlternativeNames", [])) | {spec.domain} != set(spec.names):
             continue
-        tags = {
-            t["Key"]: t.get("Value", "") for t in acm.list_tags_for_certificate(CertificateArn=arn)["Tags"]
-        }
+        listed = stage.remember(
+            ("acm", "tags", arn), lambda a=arn: acm.list_tags_for_certificate(CertificateArn=a)["Tags"]
+        )
+        tags = {t["Key"]: t.get("Value", "") for t in listed}
         if _ours(stage, tags):
             found.append((certificate, tags))
     if not found:
@@ -177,6 +185,7 @@ def _issued_within(spec: CertificateSpec, seconds: float) -> Callable[[Stage], s
     def probe(later: Stage) -> str:
         deadline = time.monotonic() + seconds
         while True:
+            later.forget_reads()  # the status moves on by itself
             status = read_certificate(later, spec).status or "not found"
             left = deadline - time.monotonic()
             if status not in ("PENDING_VALIDATION", "not found") or left <= 0:

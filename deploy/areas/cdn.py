@@ -72,7 +72,13 @@ def regional_domain(bucket: str, region: str) -> str:
 
 def _summaries(stage: Stage) -> list[dict[str, Any]]:
     paginator = stage.client("cloudfront").get_paginator("list_distributions")
-    return [item for page in paginator.paginate() for item in page["DistributionList"].get("Items") or []]
+    # Both distributions, and the lookups of other areas, pick from one listing a run.
+    return stage.remember(
+        ("cloudfront", "distributions"),
+        lambda: [
+            item for page in paginator.paginate() for item in page["DistributionList"].get("Items") or []
+        ],
+    )
 
 
 def find_summary(stage: Stage, which: str) -> dict[str, Any] | None:
@@ -113,13 +119,16 @@ def read_oac_id(stage: Stage) -> str | None:
 def read_policy(stage: Stage, bucket: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
-    try:
-        text = stage.client("s3").get_bucket_policy(Bucket=bucket)["Policy"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchBucketPolicy", "NoSuchBucket"):
-            return {}
-        raise
-    return json.loads(text)
+    def read() -> str | None:
+        try:
+            return stage.client("s3").get_bucket_policy(Bucket=bucket)["Policy"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchBucketPolicy", "NoSuchBucket"):
+                return None
+            raise
+
+    text = stage.remember(("s3", "policy", bucket), read)  # the plan and the lookups read it
+    return json.loads(text) if text else {}
 
 
 # -- lookups -----------------------------------------------------------------------------------

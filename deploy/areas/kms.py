@@ -58,12 +58,16 @@ def key_arn(stage: Stage, key: str) -> str | None:
 
     from deploy.errors import error_code
 
-    try:
-        return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
-    except ClientError as exc:
-        if error_code(exc) == "NotFoundException":
-            return None
-        raise
+    def read() -> str | None:
+        try:
+            return stage.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+        except ClientError as exc:
+            if error_code(exc) == "NotFoundException":
+                return None
+            raise
+
+    # The tables, the cache and the domain look up the same key: one read a run.
+    return stage.remember(("kms", "key_arn", key), read)
 
 
 def key_alias(stage: Stage, entry: str = "notifications") -> str:

@@ -286,7 +286,19 @@ def tls_only_statement(stage: Stage, name: str) -> dict[str, Any]:
 def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
     """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged."""
     s3 = stage.client("s3")
-    exists = _absent(lambda: s3.head_bucket(Bucket=name), "404", "NoSuchBucket", "NotFound") is not None
+
+    # The encryption read tells whether the bucket exists too (NoSuchBucket): no HeadBucket.
+    def read_encryption() -> dict[str, Any]:
+        return (
+            _absent(
+                lambda: s3.get_bucket_encryption(Bucket=name),
+                "ServerSideEncryptionConfigurationNotFoundError",
+            )
+            or {}
+        )
+
+    encryption = _absent(read_encryption, "404", "NoSuchBucket", "NotFound")
+    exists = encryption is not None
     steps: list[Call] = []
 
     def call(operation: str, reason: str, **params: Any) -> None:
@@ -297,9 +309,6 @@ def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
         if stage.region != "us-east-1":
             location = {"CreateBucketConfiguration": {"LocationConstraint": stage.region}}
         call("CreateBucket", "bucket does not exist", ObjectOwnership="BucketOwnerEnforced", **location)
-    encryption = exists and _absent(
-        lambda: s3.get_bucket_encryption(Bucket=name), "ServerSideEncryptionConfigurationNotFoundError"
-    )
     rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     wanted = encryption_rule(stage)
     have = rules[0] if rules else {}
@@ -644,17 +653,9 @@ def plan_subscription(stage: Stage, spec: FunctionSpec, topic: str) -> Resource:
 
     topic_arn = sns.topic_arn(stage, topic)
     endpoint = function_arn(stage, spec.name)
-    client = stage.client("sns")
     subscribed = False
-    found = _absent(
-        lambda: (
-            client.get_paginator("list_subscriptions_by_topic")
-            .paginate(TopicArn=topic_arn)
-            .build_full_result()
-        ),
-        "NotFound",
-    )
-    for subscription in (found or {}).get("Subscriptions", []):
+    found = _absent(lambda: sns.topic_subscriptions(stage, topic_arn), "NotFound")
+    for subscription in found or []:
         subscribed = subscribed or (
             subscription["Protocol"] == "lambda" and subscription["Endpoint"] == endpoint
         )
@@ -752,7 +753,7 @@ def plan_one(stage: Stage, spec: FunctionSpec, package: Package) -> list[Resourc
         plan_function(stage, spec, package, read_function(stage, spec.name)),
         plan_permissions(stage, spec),
     ]
-    resources += [plan_schedule(stage, spec, schedule) for schedule in spec.schedules]
+    resources += map_concurrently(lambda schedule: plan_schedule(stage, spec, schedule), spec.schedules)
     resources += plan_dropped_schedules(stage, spec)
     resources += [plan_subscription(stage, spec, topic) for topic in spec.topics]
     return resources
@@ -773,9 +774,15 @@ def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
     specs = function_specs(stage, only)
     packages = build_packages(stage, specs)
     buckets = list(dict.fromkeys(spec.bucket for spec in specs))
-    resources = map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets)
-    per_function = map_concurrently(
-        lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
+    # The buckets and the functions are read side by side (neither reads the other).
+    resources, per_function = map_concurrently(
+        lambda read: read(),
+        [
+            lambda: map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets),
+            lambda: map_concurrently(
+                lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
+            ),
+        ],
     )
     resources += [resource for group in per_function for resource in group]
     # The media bucket always: a function whose trigger was dropped leaves an entry to remove.

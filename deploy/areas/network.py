@@ -93,10 +93,16 @@ def _live(kind: str, item: dict[str, Any]) -> bool:
 
 
 def _describe(stage: Stage, kind: str, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live parts of `kind` the filters match, read once per run until something changes
+    (the data stores, the app and the functions look up the same VPC, subnets and groups)."""
     method, key, _ = FINDERS[kind]
     param = "Filter" if kind == "NAT gateway" else "Filters"
-    found = getattr(stage.client("ec2"), method)(**{param: filters}).get(key, [])
-    return [item for item in found if _live(kind, item)]
+
+    def read() -> list[dict[str, Any]]:
+        found = getattr(stage.client("ec2"), method)(**{param: filters}).get(key, [])
+        return [item for item in found if _live(kind, item)]
+
+    return stage.remember(("ec2", method, json.dumps(filters, sort_keys=True)), read)
 
 
 def _named(items: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -224,7 +230,10 @@ def availability_zones(stage: Stage, count: int) -> tuple[str, ...]:
         {"Name": "state", "Values": ["available"]},
         {"Name": "zone-type", "Values": ["availability-zone"]},
     ]
-    found = stage.client("ec2").describe_availability_zones(Filters=filters)["AvailabilityZones"]
+    found = stage.remember(
+        ("ec2", "zones"),
+        lambda: stage.client("ec2").describe_availability_zones(Filters=filters)["AvailabilityZones"],
+    )
     zones = sorted(zone["ZoneName"] for zone in found)
     if len(zones) < count:
         raise AwsError(
@@ -748,7 +757,11 @@ def subnet_ids(stage: Stage) -> list[Any]:
 
 def _find_group(stage: Stage, vpc: str, name: str) -> dict[str, Any] | None:
     filters = [{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
-    groups = stage.client("ec2").describe_security_groups(Filters=filters).get("SecurityGroups", [])
+
+    def read() -> list[dict[str, Any]]:
+        return stage.client("ec2").describe_security_groups(Filters=filters).get("SecurityGroups", [])
+
+    groups = stage.remember(("ec2", "describe_security_groups", name, vpc), read)
     return groups[0] if groups else None
 
 

@@ -142,13 +142,17 @@ def enabled_clusters(stage: Stage) -> list[str]:
 def _describe(stage: Stage, identifier: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
-    try:
-        clusters = stage.client("redshift").describe_clusters(ClusterIdentifier=identifier)["Clusters"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("ClusterNotFound", "ClusterNotFoundFault"):
-            return None
-        raise
-    return clusters[0] if clusters else None
+    def read() -> dict[str, Any] | None:
+        try:
+            clusters = stage.client("redshift").describe_clusters(ClusterIdentifier=identifier)["Clusters"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ClusterNotFound", "ClusterNotFoundFault"):
+                return None
+            raise
+        return clusters[0] if clusters else None
+
+    # The cluster, the streams and the COPY jobs read the same cluster: once a run.
+    return stage.remember(("redshift", "cluster", identifier), read)
 
 
 def read_cluster(stage: Stage, identifier: str) -> ClusterState:

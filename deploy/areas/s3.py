@@ -156,26 +156,48 @@ def bucket_exists(stage: Stage, name: str) -> bool:
         raise
 
 
+def _first_read(stage: Stage, name: str) -> dict[str, Any] | None:
+    """The bucket's encryption, which also tells whether it exists (NoSuchBucket): no HeadBucket
+    first. Raises BucketNotOwned, as bucket_exists() does, when these credentials cannot read it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return stage.client("s3").get_bucket_encryption(Bucket=name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ServerSideEncryptionConfigurationNotFoundError":
+            return {}
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return None
+        if code in ("403", "AccessDenied", "Forbidden") and not bucket_exists(stage, name):
+            return None  # bucket_exists raised BucketNotOwned for a bucket of another account
+        raise
+
+
 def read_bucket(stage: Stage, name: str) -> BucketState:
-    if not bucket_exists(stage, name):
+    encryption = _first_read(stage, name)
+    if encryption is None:
         return BucketState(exists=False)
     s3 = stage.client("s3")
-    encryption = _unless_absent(
-        lambda: s3.get_bucket_encryption(Bucket=name),
-        "ServerSideEncryptionConfigurationNotFoundError",
+    # S3 has no call that answers them all: the seven reads go side by side.
+    block, ownership, lifecycle, cors, policy, tagging, versioning = map_concurrently(
+        lambda read: read(),
+        [
+            lambda: _unless_absent(
+                lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
+            ),
+            lambda: _unless_absent(
+                lambda: s3.get_bucket_ownership_controls(Bucket=name), "OwnershipControlsNotFoundError"
+            ),
+            lambda: _unless_absent(
+                lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "NoSuchLifecycleConfiguration"
+            ),
+            lambda: _unless_absent(lambda: s3.get_bucket_cors(Bucket=name), "NoSuchCORSConfiguration"),
+            lambda: _unless_absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy"),
+            lambda: _unless_absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet"),
+            lambda: s3.get_bucket_versioning(Bucket=name),
+        ],
     )
-    block = _unless_absent(
-        lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
-    )
-    ownership = _unless_absent(
-        lambda: s3.get_bucket_ownership_controls(Bucket=name), "OwnershipControlsNotFoundError"
-    )
-    lifecycle = _unless_absent(
-        lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "NoSuchLifecycleConfiguration"
-    )
-    cors = _unless_absent(lambda: s3.get_bucket_cors(Bucket=name), "NoSuchCORSConfiguration")
-    policy = _unless_absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
-    tagging = _unless_absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
     rules = (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     owner_rules = (ownership or {}).get("OwnershipControls", {}).get("Rules", [])
     return BucketState(
@@ -183,7 +205,7 @@ def read_bucket(stage: Stage, name: str) -> BucketState:
         encryption=rules[0] if rules else {},
         public_access=(block or {}).get("PublicAccessBlockConfiguration", {}),
         ownership=owner_rules[0].get("ObjectOwnership", "") if owner_rules else "",
-        versioning=s3.get_bucket_versioning(Bucket=name).get("Status", ""),
+        versioning=versioning.get("Status", ""),
         lifecycle=(lifecycle or {}).get("Rules", []),
         cors=(cors or {}).get("CORSRules", []),
         policy=json.loads(policy["Policy"]) if policy else {},

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 AREA = "sns"
 # What other areas may call here (the tests hold them to it).
-LOOKUPS = ("topic_arn",)
+LOOKUPS = ("topic_arn", "topic_subscriptions")
 # Needs first: the notifications key.
 AFTER: tuple[str, ...] = ("kms",)
 
@@ -99,12 +99,16 @@ def read_topic(stage: Stage, name: str) -> TopicState:
             return TopicState(False, {}, {}, frozenset())
         raise
     tags = sns.list_tags_for_resource(ResourceArn=arn).get("Tags", [])
-    subscriptions = [
-        (sub["Protocol"], sub["Endpoint"])
-        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
-        for sub in page.get("Subscriptions", [])
-    ]
+    subscriptions = [(sub["Protocol"], sub["Endpoint"]) for sub in topic_subscriptions(stage, arn)]
     return TopicState(True, attributes, {t["Key"]: t["Value"] for t in tags}, frozenset(subscriptions))
+
+
+def topic_subscriptions(stage: Stage, arn: str) -> list[dict[str, Any]]:
+    """The topic's subscriptions, listed once a run (the functions' subscriptions read them too)."""
+    pages = stage.client("sns").get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
+    return stage.remember(
+        ("sns", "subscriptions", arn), lambda: [s for p in pages for s in p.get("Subscriptions", [])]
+    )
 
 
 def plan_topic(stage: Stage, spec: TopicSpec, state: TopicState) -> Resource:

@@ -87,17 +87,27 @@ def queue_specs(stage: Stage) -> list[QueueSpec]:
     return specs
 
 
-def read_queue(stage: Stage, name: str) -> QueueState:
+def _url(stage: Stage, name: str) -> str | None:
+    """The queue's URL, None when there is none; read once a run (the workers and the functions
+    look their queues up too)."""
     from botocore.exceptions import ClientError
 
-    sqs = stage.client("sqs")
-    try:
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return QueueState(None, {}, {})
-        raise
+    def read() -> str | None:
+        try:
+            return stage.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                return None
+            raise
+
+    return stage.remember(("sqs", "url", name), read)
+
+
+def read_queue(stage: Stage, name: str) -> QueueState:
+    sqs, url = stage.client("sqs"), _url(stage, name)
+    if url is None:
+        return QueueState(None, {}, {})
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
     return QueueState(url, attributes, tags)
@@ -105,7 +115,7 @@ def read_queue(stage: Stage, name: str) -> QueueState:
 
 def queue_url(stage: Stage, name: str) -> str | None:
     """The URL of the queue called `name`, None when there is none."""
-    return read_queue(stage, name).url if name else None
+    return _url(stage, name) if name else None
 
 
 def _same(key: str, want: str, have: str | None) -> bool:

@@ -20,6 +20,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="wait this long before serving each AWS request, as a real round trip (AWS: ~50)",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from deploy.emulator.server import make_emulator_server
 
     server = make_emulator_server(args.host, args.port)
+    server.app.latency_seconds = max(0.0, args.latency_ms) / 1000
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     host, port = server.socket.getsockname()[:2]
     print(f"emulator listening on http://{host}:{port} (pid {os.getpid()})", file=sys.stderr)

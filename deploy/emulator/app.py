@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -37,6 +38,9 @@ class EmulatorApp:
         # moto's backends are not thread-safe (plain dicts changed without locks), while the server
         # and its clients are concurrent: one request at a time inside moto and the fill-ins.
         self._serve_lock = threading.RLock()
+        # Seconds each AWS request waits before it is served (a real round trip is ~50 ms),
+        # outside the lock, so concurrent requests overlap as they do on AWS.
+        self.latency_seconds = 0.0
 
     @property
     def serve_lock(self) -> threading.RLock:
@@ -50,6 +54,8 @@ class EmulatorApp:
             return self._control(environ, start_response, path.removeprefix(CONTROL_PREFIX))
         if path.startswith(MOTO_API_PREFIX):
             return self._moto_api(environ, start_response, path)
+        if self.latency_seconds > 0:
+            time.sleep(self.latency_seconds)
         form_body = read_body(environ) if is_form(environ) else b""
         call = describe_call(environ, form_body)
         credential = credential_of(environ)
@@ -90,7 +96,7 @@ class EmulatorApp:
         # Moto's reset empties only moto's backends; ours must go with them.
         if path.rstrip("/") == MOTO_RESET_PATH and environ.get("REQUEST_METHOD") == "POST":
             fillins.reset_fillins()
-            strict.set_rds_creation_seconds(0)
+            strict.set_creation_seconds({store: 0 for store in strict.CREATION_SECONDS})
             faults.switch_off()
         return response
 
@@ -123,19 +129,41 @@ class EmulatorApp:
             return _json(start_response, 200, fault.as_dict() if fault is not None else None)
         if name == "faults" and method == "DELETE":
             return _json(start_response, 200, {"stopped": faults.switch_off()})
-        if name in ("health", "requests", "delays", "faults"):
+        if name == "latency" and method == "PUT":
+            return self._set_latency(environ, start_response)
+        if name in ("health", "requests", "delays", "faults", "latency"):
             return _json(start_response, 405, {"error": f"{method} not allowed on {name}"})
         return _json(start_response, 404, {"error": f"no emulator endpoint {name!r}"})
 
     def _set_delays(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """PUT {"rds_seconds": n}: how long RDS instances and snapshots stay `creating` (tests of
-        waits); a reset sets it back to 0."""
+        """PUT {"rds_seconds": n, "redshift_seconds": n, "redis_seconds": n, "search_seconds": n}
+        (any of them): how long new data stores stay `creating` (tests of waits, the slow-store
+        benchmark); a reset sets them back to 0."""
         try:
-            seconds = float(json.loads(read_body(environ) or b"{}")["rds_seconds"])
+            asked = json.loads(read_body(environ) or b"{}")
+            seconds = {
+                store: float(asked[f"{store}_seconds"])
+                for store in strict.CREATION_SECONDS
+                if f"{store}_seconds" in asked
+            }
+            if not seconds or set(asked) - {f"{store}_seconds" for store in strict.CREATION_SECONDS}:
+                raise KeyError(", ".join(sorted(asked)) or "nothing")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            names = ", ".join(f"{store}_seconds" for store in strict.CREATION_SECONDS)
+            return _json(start_response, 400, {"error": f"expected numbers for some of {names}: {exc}"})
+        strict.set_creation_seconds(seconds)
+        return _json(start_response, 200, {f"{s}_seconds": v for s, v in strict.CREATION_SECONDS.items()})
+
+    def _set_latency(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """PUT {"ms": n}: every AWS request waits n milliseconds before it is served."""
+        try:
+            ms = float(json.loads(read_body(environ) or b"{}")["ms"])
+            if ms < 0:
+                raise ValueError("negative")
         except (ValueError, KeyError, TypeError) as exc:
-            return _json(start_response, 400, {"error": f"expected {{'rds_seconds': number}}: {exc}"})
-        strict.set_rds_creation_seconds(seconds)
-        return _json(start_response, 200, {"rds_seconds": strict.RDS_CREATION_SECONDS})
+            return _json(start_response, 400, {"error": f"expected {{'ms': number >= 0}}: {exc}"})
+        self.latency_seconds = ms / 1000
+        return _json(start_response, 200, {"ms": ms})
 
     def _set_faults(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """PUT {"rate": 0.1, "services": [...] | null, "kinds": [...], "seed": n}: see faults.py."""

@@ -140,6 +140,17 @@ def reset(endpoint_url: str) -> None:
         ) from exc
 
 
+def set_latency(endpoint_url: str, ms: float) -> None:
+    """Make every AWS request to the emulator wait `ms` milliseconds (a real AWS round trip)."""
+    body = json.dumps({"ms": ms}).encode()
+    request = urllib.request.Request(endpoint_url.rstrip("/") + "/_emulator/latency", body, method="PUT")
+    try:
+        with _opener.open(request, timeout=10) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"could not set the emulator's latency at {endpoint_url}: {exc}") from exc
+
+
 def ensure_running(endpoint_url: str) -> str:
     """Return an endpoint where the emulator answers, starting it when it is ours to start.
 

@@ -237,33 +237,42 @@ def rule_rds_offered_engine_versions() -> None:
     _wrapped(RDSBackend, "create_db_instance", "rule_rds_offered_engine_versions", _offered_versions_only)
 
 
-# -- RDS: instances and snapshots take time ------------------------------------------------------
+# -- Data stores take time: RDS, Redshift, ElastiCache, OpenSearch ------------------------------
 
-# How long a new DB instance (made or restored) and a new snapshot (taken or copied) stay
-# `creating`, and a modified instance `modifying`. AWS takes 5 to 40 minutes; moto none. 0 by
-# default, so `up` on the local stage stays quick; tests that interrupt a wait, or resume a
-# migration half-way, set it with set_rds_creation_seconds (over HTTP: PUT /_emulator/delays
-# {"rds_seconds": n}).
-RDS_CREATION_SECONDS = 0.0
-_ready_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+# How long, per store, a new one stays busy: an RDS instance (made or restored) or snapshot
+# `creating` and a modified instance `modifying`, a Redshift cluster and an ElastiCache replication
+# group `creating`, an OpenSearch domain `Processing`. AWS takes 5 to 40 minutes; moto none. 0 by
+# default, so `up` on the local stage stays quick; tests that interrupt a wait, or the slow-store
+# benchmark, set them with set_creation_seconds (over HTTP: PUT /_emulator/delays
+# {"rds_seconds": n, "redshift_seconds": n, "redis_seconds": n, "search_seconds": n}).
+CREATION_SECONDS: dict[str, float] = {"rds": 0.0, "redshift": 0.0, "redis": 0.0, "search": 0.0}
+# item -> (when it is done, the attribute that says so, its value then)
+_ready_at: weakref.WeakKeyDictionary[Any, tuple[float, str, Any]] = weakref.WeakKeyDictionary()
+
+
+def set_creation_seconds(seconds: dict[str, float]) -> None:
+    """From now on each store named takes its `seconds`; those under way finish no later."""
+    for store, value in seconds.items():
+        CREATION_SECONDS[store] = max(0.0, float(value))
+    latest = clock.now() + max(CREATION_SECONDS.values())
+    for item, (due, attribute, ready) in list(_ready_at.items()):
+        _ready_at[item] = (min(due, latest), attribute, ready)
 
 
 def set_rds_creation_seconds(seconds: float) -> None:
     """From now on RDS creations take `seconds`; those under way finish no later than that."""
-    global RDS_CREATION_SECONDS
-    RDS_CREATION_SECONDS = max(0.0, float(seconds))
-    latest = clock.now() + RDS_CREATION_SECONDS
-    for item, due in list(_ready_at.items()):
-        _ready_at[item] = min(due, latest)
+    set_creation_seconds({"rds": seconds})
 
 
-def _busy_for_a_while(status: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _busy_for_a_while(
+    store: str, busy: Any, attribute: str = "status", ready: Any = "available"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         def change(self: Any, *args: Any, **kwargs: Any) -> Any:
             made = original(self, *args, **kwargs)
-            if RDS_CREATION_SECONDS > 0:
-                made.status = status
-                _ready_at[made] = clock.now() + RDS_CREATION_SECONDS
+            if CREATION_SECONDS[store] > 0:
+                setattr(made, attribute, busy)
+                _ready_at[made] = (clock.now() + CREATION_SECONDS[store], attribute, ready)
             return made
 
         return change
@@ -271,14 +280,18 @@ def _busy_for_a_while(status: str) -> Callable[[Callable[..., Any]], Callable[..
     return wrap
 
 
+def _settle(item: Any) -> None:
+    entry = _ready_at.get(item)
+    if entry is not None and clock.now() >= entry[0]:
+        setattr(item, entry[1], entry[2])
+        del _ready_at[item]
+
+
 def _available_when_due(original: Callable[..., Any]) -> Callable[..., Any]:
     def describe(self: Any, *args: Any, **kwargs: Any) -> Any:
         found = original(self, *args, **kwargs)
-        for item in found:
-            due = _ready_at.get(item)
-            if due is not None and clock.now() >= due:
-                item.status = "available"
-                del _ready_at[item]
+        for item in found if isinstance(found, list | tuple) else [found]:
+            _settle(item)
         return found
 
     return describe
@@ -292,12 +305,32 @@ def rule_rds_creation_takes_time() -> None:
 
     rule = "rule_rds_creation_takes_time"
     for name in ("create_db_instance", "restore_db_instance_from_db_snapshot"):
-        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
-    _wrapped(RDSBackend, "modify_db_instance", rule, _busy_for_a_while("modifying"))
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("rds", "creating"))
+    _wrapped(RDSBackend, "modify_db_instance", rule, _busy_for_a_while("rds", "modifying"))
     for name in ("create_db_snapshot", "copy_db_snapshot"):
-        _wrapped(RDSBackend, name, rule, _busy_for_a_while("creating"))
+        _wrapped(RDSBackend, name, rule, _busy_for_a_while("rds", "creating"))
     for name in ("describe_db_instances", "describe_db_snapshots"):
         _wrapped(RDSBackend, name, rule, _available_when_due)
+
+
+def rule_other_stores_take_time() -> None:
+    """AWS: a new Redshift cluster and ElastiCache replication group are `creating`, and a new
+    OpenSearch domain `Processing`, for 10 to 40 minutes. moto: ready at once, so `up` never shows
+    whether it awaits the slow stores together or one after another."""
+    from moto.elasticache.models import ElastiCacheBackend
+    from moto.opensearch.models import OpenSearchServiceBackend
+    from moto.redshift.models import RedshiftBackend
+
+    rule = "rule_other_stores_take_time"
+    _wrapped(RedshiftBackend, "create_cluster", rule, _busy_for_a_while("redshift", "creating"))
+    _wrapped(RedshiftBackend, "describe_clusters", rule, _available_when_due)
+    busy = _busy_for_a_while("redis", "creating")
+    _wrapped(ElastiCacheBackend, "create_replication_group", rule, busy)
+    _wrapped(ElastiCacheBackend, "describe_replication_groups", rule, _available_when_due)
+    busy = _busy_for_a_while("search", True, attribute="processing", ready=False)
+    _wrapped(OpenSearchServiceBackend, "create_domain", rule, busy)
+    for name in ("describe_domain", "describe_domains"):
+        _wrapped(OpenSearchServiceBackend, name, rule, _available_when_due)
 
 
 # -- Firehose: no delivery into a Redshift cluster it cannot reach ----------------------------
@@ -975,6 +1008,7 @@ RULES: tuple[Callable[[], None], ...] = (
     rule_dynamodb_pitr_after_create,
     rule_rds_offered_engine_versions,
     rule_rds_creation_takes_time,
+    rule_other_stores_take_time,
     rule_firehose_redshift_needs_a_reachable_cluster,
     rule_elasticache_refuses_encrypted_topics,
     rule_opensearch_vpc_needs_service_linked_role,

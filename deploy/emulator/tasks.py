@@ -24,12 +24,14 @@ def _port(endpoint: str) -> int:
     return urlsplit(endpoint).port or 4566
 
 
-@deploy_task(help=PORT_HELP)
-def start(c, port=0):
-    """Start the emulator in the background. Example: inv local.start"""
+@deploy_task(help={**PORT_HELP, "latency-ms": "wait this long before serving each AWS request (AWS: ~50)"})
+def start(c, port=0, latency_ms=0.0):
+    """Start the emulator in the background. Example: inv local.start --latency-ms 50"""
     from deploy.emulator import control
 
     info = control.start(_port(_endpoint(port)))
+    if latency_ms:
+        control.set_latency(info.endpoint_url, float(latency_ms))
     print(f"emulator running: {info.endpoint_url} (pid {info.pid}, log {info.log_path})")
 
 

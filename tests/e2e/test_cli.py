@@ -56,12 +56,27 @@ def test_up_then_up_again_changes_nothing(inv, emulator) -> None:
         assert operation in made, operation
     emulator.clear()
 
-    second = inv("up", "--stage", "dev")
+    second = inv("up", "--stage", "dev", "--json")
 
     assert second.code == 0, second.output
-    assert "no changes" in second.stdout
+    summary = last_json_document(second.stdout)
+    assert summary["changes"] == [] and summary["calls_made"] == 0
     assert emulator.requests(), "the second run must read the stack"
     assert emulator.mutating() == []
+    # The read budget: on average at most 2 reads a managed resource (lookups other areas repeat
+    # are read once a run; list calls stand in for per-item reads where AWS has them).
+    reads, resources = len(emulator.requests()), summary["resources"]
+    assert resources >= 100, "the whole stack"
+    assert reads <= 2 * resources, f"{reads} reads for {resources} resources"
+
+
+def last_json_document(text: str) -> dict:
+    """The last of the JSON documents `--json` prints one after another: the run's summary."""
+    decoder, document, at = json.JSONDecoder(), None, 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        document, at = decoder.raw_decode(text, at)
+    return document
 
 
 def test_plan_exits_3_with_changes_pending_and_0_after_up(inv, emulator) -> None:
