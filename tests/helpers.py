@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from deploy.execute import Outcome
 from deploy.plan import Call, Resource
@@ -27,3 +28,16 @@ def operations(resources: Sequence[Resource], name: str | None = None) -> list[s
 
 def changed(resources: Sequence[Resource]) -> list[str]:
     return [resource.name for resource in resources if resource.steps]
+
+
+def emulator_client(endpoint_url: str, service: str) -> Any:
+    """A boto3 client of `service` on the emulator at `endpoint_url`, with its test credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

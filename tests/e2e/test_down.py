@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import boto3
 import pytest
 
 from tests.conftest import CONFIG
+from tests.helpers import emulator_client
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +32,7 @@ def env(tmp_path) -> dict[str, str]:
 
 
 def client(emulator, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return emulator_client(emulator.endpoint_url, service)
 
 
 def put_data(emulator) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import boto3
 import pytest
 
 from tests.conftest import CONFIG, ROOT
+from tests.helpers import emulator_client
 
 pytestmark = pytest.mark.e2e
 
@@ -39,13 +39,7 @@ def functions_env(tmp_path) -> dict[str, str]:
 
 
 def client(emulator, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return emulator_client(emulator.endpoint_url, service)
 
 
 def test_deploy_deploy_again_change_one_and_invoke(inv, emulator, functions_env, tmp_path) -> None:

@@ -12,10 +12,10 @@ import shutil
 import time
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.conftest import CONFIG
+from tests.helpers import emulator_client
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,7 @@ TASKS = 500
 
 
 def client(emulator: Any, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return emulator_client(emulator.endpoint_url, service)
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:
