@@ -28,13 +28,6 @@ LOOKUPS = ("function_arn",)
 FUNCTION_KEYS = ("health", "process_upload_sxd", "s3image", "delete_s3_obj")
 # Statement ids of the invoke permissions this tool grants (others on a function are left alone).
 STATEMENT_PREFIX = "iotile-"
-PRIVATE = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
-TLS_ONLY_SID = "iotile-deploy-deny-insecure-transport"
 CONFIG_FIELDS = ("Runtime", "Handler", "Role", "MemorySize", "Timeout", "Description", "Environment")
 UPDATE_READY, UPDATE_FAILED = frozenset({"Successful"}), frozenset({"Failed"})
 
@@ -269,22 +262,11 @@ def encryption_rule(stage: Stage) -> dict[str, Any]:
     return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
 
 
-def tls_only_statement(stage: Stage, name: str) -> dict[str, Any]:
-    from deploy.aws import partition
-
-    bucket = f"arn:{partition(stage.region)}:s3:::{name}"
-    return {
-        "Sid": TLS_ONLY_SID,
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [bucket, f"{bucket}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-
-
 def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
-    """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged."""
+    """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged: as the s3
+    area's buckets are."""
+    from deploy.areas import s3 as s3_area
+
     s3 = stage.client("s3")
 
     # The encryption read tells whether the bucket exists too (NoSuchBucket): no HeadBucket.
@@ -321,17 +303,17 @@ def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
     block = exists and _absent(
         lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
     )
-    if (block or {}).get("PublicAccessBlockConfiguration") != PRIVATE:
+    if (block or {}).get("PublicAccessBlockConfiguration") != s3_area.PRIVATE:
         call(
             "PutPublicAccessBlock",
             "public access is not fully blocked",
-            PublicAccessBlockConfiguration=dict(PRIVATE),
+            PublicAccessBlockConfiguration=dict(s3_area.PRIVATE),
         )
     policy = exists and _absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
     statements = json.loads(policy["Policy"]).get("Statement", []) if policy else []
-    wanted_statement = tls_only_statement(stage, name)
+    wanted_statement = s3_area.tls_only_statement(name, stage.region)
     if wanted_statement not in statements:
-        kept = [st for st in statements if st.get("Sid") != TLS_ONLY_SID]
+        kept = [st for st in statements if st.get("Sid") != s3_area.TLS_ONLY_SID]
         document = {"Version": "2012-10-17", "Statement": [*kept, wanted_statement]}
         call("PutBucketPolicy", "plain HTTP is not denied", Policy=json.dumps(document))
     tagging = exists and _absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
@@ -700,15 +682,11 @@ def _normal(entry: dict[str, Any]) -> str:
     )
 
 
-def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> Resource:
-    """The bucket's notification with our functions' entries in place; every other entry (other
-    functions, queues, topics, EventBridge) kept as it is: S3 has one document per bucket."""
-    ours = {function_arn(stage, spec.name) for spec in specs}
-    wanted = [
-        _notification_entry(stage, spec, trigger, n)
-        for spec in specs
-        for n, trigger in enumerate(t for t in spec.s3 if t.bucket == bucket)
-    ]
+def read_notification(
+    stage: Stage, bucket: str, ours: set[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The bucket's notification document, and its Lambda entries split into the others' (kept as
+    they are) and ours (entries of the functions in `ours`)."""
     current = (
         _absent(
             lambda: stage.client("s3").get_bucket_notification_configuration(Bucket=bucket), "NoSuchBucket"
@@ -719,6 +697,19 @@ def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> R
     lambdas = current.get("LambdaFunctionConfigurations", [])
     kept = [entry for entry in lambdas if entry.get("LambdaFunctionArn") not in ours]
     mine = [entry for entry in lambdas if entry.get("LambdaFunctionArn") in ours]
+    return current, kept, mine
+
+
+def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> Resource:
+    """The bucket's notification with our functions' entries in place; every other entry (other
+    functions, queues, topics, EventBridge) kept as it is: S3 has one document per bucket."""
+    ours = {function_arn(stage, spec.name) for spec in specs}
+    wanted = [
+        _notification_entry(stage, spec, trigger, n)
+        for spec in specs
+        for n, trigger in enumerate(t for t in spec.s3 if t.bucket == bucket)
+    ]
+    current, kept, mine = read_notification(stage, bucket, ours)
     name = f"s3://{bucket} notification"
     steps = []
     if sorted(map(_normal, mine)) != sorted(map(_normal, wanted)):
@@ -853,22 +844,14 @@ def teardown_subscriptions(stage: Stage, spec: FunctionSpec) -> list[Resource]:
 def teardown_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> Resource | None:
     """The bucket's notification without our functions' entries; every other entry is kept."""
     ours = {function_arn(stage, spec.name) for spec in specs}
-    current = (
-        _absent(
-            lambda: stage.client("s3").get_bucket_notification_configuration(Bucket=bucket), "NoSuchBucket"
-        )
-        or {}
-    )
-    current.pop("ResponseMetadata", None)
-    lambdas = current.get("LambdaFunctionConfigurations", [])
-    kept = [entry for entry in lambdas if entry.get("LambdaFunctionArn") not in ours]
-    if len(kept) == len(lambdas):
+    current, kept, mine = read_notification(stage, bucket, ours)
+    if not mine:
         return None
     document = {**current, "LambdaFunctionConfigurations": kept}
     if not kept:
         del document["LambdaFunctionConfigurations"]
     name = f"s3://{bucket} notification"
-    reason = f"our {len(lambdas) - len(kept)} function trigger(s) go on down, other entries stay"
+    reason = f"our {len(mine)} function trigger(s) go on down, other entries stay"
     params = {"Bucket": bucket, "NotificationConfiguration": document}
     call = Call("s3", "PutBucketNotificationConfiguration", params, name, reason)
     return removal(AREA, "bucket notification", name, [call])

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 AREA = "s3"
 # Needs first: the buckets' SSE-KMS key.
 AFTER: tuple[str, ...] = ("kms",)
+# What other areas may call here: the settings every private bucket of the stack has.
+LOOKUPS = ("PRIVATE", "TLS_ONLY_SID", "tls_only_statement")
 OWNER = "iotile-deploy"
 ABORT_RULE = f"{OWNER}-abort-multipart"
 TLS_ONLY_SID = f"{OWNER}-deny-insecure-transport"
