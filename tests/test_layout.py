@@ -194,3 +194,14 @@ def test_readme_and_docs_link_only_to_files_of_the_repository() -> None:
             assert path.is_relative_to(ROOT) and path.exists(), f"{document.name} links to {target}"
             linked.add(path)
     assert ROOT / "docs" / "architecture.md" in linked  # the README leads maintainers there
+
+
+def test_the_tool_sleeps_only_where_ctrl_c_wakes_it() -> None:
+    """A wait that sleeps with time.sleep outlives Ctrl-C; deploy.parallel.pause ends at once."""
+    package = ROOT / "deploy"
+    sleepers = [
+        str(path.relative_to(package.parent))
+        for path in sorted(package.rglob("*.py"))
+        if "emulator" not in path.parts and "time.sleep(" in path.read_text()
+    ]
+    assert sleepers == []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from deploy import parallel
 from deploy.errors import AwsError, WaitTimeout
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def wait_for_acknowledgements(stage: Stage, reporter: Reporter, shutdown: Shutdo
                 f"{len(shutdown.acknowledged)}/{expected} acknowledged",
                 elapsed,
             )
-        time.sleep(min(pause, max(0.0, timeout - elapsed)))
+        parallel.pause(min(pause, max(0.0, timeout - elapsed)))
         pause = min(pause * 2, MAX_POLL_SECONDS)
 
 
@@ -374,7 +375,7 @@ def wait_stable(stage: Stage, revision: str, since: Any, reporter: Reporter, tim
                 return
             if elapsed >= timeout:
                 raise WaitTimeout(f"{name} to be stable on {short_task(revision)}", state, elapsed)
-            time.sleep(min(pause, max(0.0, timeout - elapsed)))
+            parallel.pause(min(pause, max(0.0, timeout - elapsed)))
             pause = min(pause * 2, MAX_POLL_SECONDS)
 
 
