@@ -65,8 +65,7 @@ def ship_functions(stage: Stage, reporter: Reporter, *, dry_run: bool) -> dict[s
 def ship_workers(stage: Stage, reporter: Reporter, *, skip_build: bool) -> dict[str, Any]:
     """The workers, as `deploy-worker` ships them: built (unless `skip_build`), then shut down and
     rolled onto the new revision only when something changed."""
-    from deploy.ship.worker_tasks import worker_image
-    from deploy.ship.workers import deploy_worker
+    from deploy.ship.workers import deploy_worker, worker_image
 
     image, build = worker_image(stage, reporter, None, skip_build)
     return deploy_worker(stage, reporter, image=image, build=build).summary()

@@ -3,14 +3,9 @@ update-ecs, shutdown-ecs-workers, deploy-worker, describe-ecs, terminate-ecs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deploy.cli import deploy_task
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from deploy.stage import Stage
 
 SHUTDOWN_TIMEOUT_HELP = "seconds to wait for the acknowledgements (0: ecs.shutdown_timeout_seconds)"
 DEPLOY_TIMEOUT_HELP = "seconds to wait for the service to be stable (0: ecs.deploy_timeout_minutes)"
@@ -42,47 +37,6 @@ def _image_argument(image: str | None) -> None:
         r"[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})", image
     ):
         raise ArgumentError("--image", f"{image!r} is not an image URI such as <registry>/<repository>:<tag>")
-
-
-def _server_dir() -> Any:
-    from deploy.ship.bundle import SERVER_DIR
-
-    return SERVER_DIR
-
-
-def skip_build_image(stage: Stage) -> str:
-    """--skip-build: the image of the current source label, which must already be in the repository
-    (the emulator runs server/ itself and needs none)."""
-    from deploy.areas.ecr import repository_uri
-    from deploy.errors import AwsError
-    from deploy.ship.docker_image import image_pushed, source_tag
-
-    tag = source_tag(_server_dir())
-    if not stage.uses_emulator and not image_pushed(stage, tag):
-        raise AwsError(
-            "ImageNotFoundException",
-            f"{stage.config.ecs.repository}:{tag} is not in the repository",
-            "Build and push it (inv build-docker) or name one with --image URI.",
-        )
-    return f"{repository_uri(stage)}:{tag}"
-
-
-def worker_image(
-    stage: Stage, reporter: Any, image: str | None, skip_build: bool
-) -> tuple[str, Callable[[], tuple[str, bool]] | None]:
-    """The image the workers get, and the build that makes it when it must be built: `image` as
-    given; with `skip_build` the current source label's, already pushed; else the current source
-    label's, built and pushed unless the repository has it. On the emulator there is nothing to
-    build: its ECS runs server/ itself, so the label's image stands for that code."""
-    from deploy.areas.ecr import repository_uri
-    from deploy.ship.docker_image import ensure_image, source_tag
-
-    if image is not None:
-        return image, None
-    if skip_build or stage.uses_emulator:
-        return skip_build_image(stage), None
-    tag = source_tag(_server_dir())
-    return f"{repository_uri(stage)}:{tag}", lambda: ensure_image(stage, _server_dir(), reporter, tag)
 
 
 @deploy_task()
@@ -122,11 +76,12 @@ def build_docker(c, stage=None, tag=None, json=False):
     push it, showing progress. Example: inv build-docker --stage dev"""
     from deploy.report import Reporter
     from deploy.ship.docker_image import build_and_push
+    from deploy.ship.workers import server_dir
     from deploy.stage import open_stage
 
     target = open_stage(stage)
     reporter = Reporter(as_json=json)
-    image = build_and_push(target, _server_dir(), reporter, tag)
+    image = build_and_push(target, server_dir(), reporter, tag)
     if json:
         reporter.json({"stage": target.name, "image": image})
 
@@ -197,6 +152,7 @@ def deploy_worker(
     fast, rolling back on failure). Example: inv deploy-worker --stage dev --skip-build"""
     from deploy.report import Reporter
     from deploy.ship.workers import deploy_worker as run_deploy
+    from deploy.ship.workers import worker_image
     from deploy.stage import open_stage
 
     count = _whole("--count", count)

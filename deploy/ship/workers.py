@@ -1,7 +1,8 @@
 """Shipping the workers: shut the running ones down (one WorkerShutDownAction each, acknowledged in
 the worker log table), register a task definition revision only when it differs, roll the service
 onto it and follow it until stable, failing fast and rolling back. Also the service's report and
-its teardown. The protocol is DESIGN section 5; the worker's side is server/apps/sqsworker."""
+its teardown, and which image they get. The protocol is DESIGN section 5; the worker's side is
+server/apps/sqsworker."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from deploy import parallel
 from deploy.errors import AwsError, WaitTimeout
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from deploy.report import Reporter
     from deploy.stage import Stage
 
@@ -617,3 +620,47 @@ def set_capacity(stage: Stage, reporter: Reporter, count: int) -> bool:
     )
     reporter.message(f"set {group_name} capacity from {group['DesiredCapacity']} to {count}")
     return True
+
+
+# -- the image the workers get ----------------------------------------------------------------
+
+
+def server_dir() -> Path:
+    from deploy.ship.bundle import SERVER_DIR
+
+    return SERVER_DIR
+
+
+def skip_build_image(stage: Stage) -> str:
+    """--skip-build: the image of the current source label, which must already be in the repository
+    (the emulator runs server/ itself and needs none)."""
+    from deploy.areas.ecr import repository_uri
+    from deploy.errors import AwsError
+    from deploy.ship.docker_image import image_pushed, source_tag
+
+    tag = source_tag(server_dir())
+    if not stage.uses_emulator and not image_pushed(stage, tag):
+        raise AwsError(
+            "ImageNotFoundException",
+            f"{stage.config.ecs.repository}:{tag} is not in the repository",
+            "Build and push it (inv build-docker) or name one with --image URI.",
+        )
+    return f"{repository_uri(stage)}:{tag}"
+
+
+def worker_image(
+    stage: Stage, reporter: Any, image: str | None, skip_build: bool
+) -> tuple[str, Callable[[], tuple[str, bool]] | None]:
+    """The image the workers get, and the build that makes it when it must be built: `image` as
+    given; with `skip_build` the current source label's, already pushed; else the current source
+    label's, built and pushed unless the repository has it. On the emulator there is nothing to
+    build: its ECS runs server/ itself, so the label's image stands for that code."""
+    from deploy.areas.ecr import repository_uri
+    from deploy.ship.docker_image import ensure_image, source_tag
+
+    if image is not None:
+        return image, None
+    if skip_build or stage.uses_emulator:
+        return skip_build_image(stage), None
+    tag = source_tag(server_dir())
+    return f"{repository_uri(stage)}:{tag}", lambda: ensure_image(stage, server_dir(), reporter, tag)
