@@ -300,7 +300,7 @@ def _namespace_when_created(spec: CopyJobSpec) -> Deferred:
             raise AwsError(
                 "ClusterNotFound",
                 f"Redshift cluster {spec.cluster} does not exist, so nothing can load into it",
-                "Run `inv redshift.create --stage <stage>` (it waits until the cluster is available), "
+                f"Run `inv redshift.create --stage {stage.name}` (it waits until the cluster is available), "
                 "then rerun.",
             )
         return found

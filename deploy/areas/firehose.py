@@ -291,7 +291,7 @@ def _url_once_available(spec: StreamSpec) -> Deferred:
             raise AwsError(
                 "ClusterNotFound",
                 f"Redshift cluster {spec.cluster} has no endpoint, so {spec.name} cannot deliver to it",
-                "Run `inv redshift.create --stage <stage>` (it waits until the cluster is available), "
+                f"Run `inv redshift.create --stage {stage.name}` (it waits until the cluster is available), "
                 "then rerun.",
             )
         return url
