@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -43,6 +44,8 @@ class Stage:
     _clients: dict[str, Any] = field(default_factory=dict)
     _hooks: list[CallHook] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _client_lock: threading.Lock = field(default_factory=threading.Lock)
+    _account_lock: threading.Lock = field(default_factory=threading.Lock)
     _account_id: str | None = None
     _remembered: dict[Any, Any] = field(default_factory=dict)
     _generation: int = 0
@@ -74,20 +77,27 @@ class Stage:
         return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
     def session(self, *, raw_timestamps: bool = False) -> boto3.Session:
-        with self._lock:
-            if raw_timestamps:
-                if self._raw_session is None:
-                    self._raw_session = self._new_session(raw_timestamps=True)
-                return self._raw_session
-            if self._session is None:
-                self._session = self._new_session(raw_timestamps=False)
-            return self._session
+        with self._client_lock:
+            return self._session_of(raw_timestamps=raw_timestamps)
+
+    def _session_of(self, *, raw_timestamps: bool) -> boto3.Session:
+        """The session (made once) that clients are made from; the caller holds _client_lock."""
+        if raw_timestamps:
+            if self._raw_session is None:
+                self._raw_session = self._new_session(raw_timestamps=True)
+            return self._raw_session
+        if self._session is None:
+            self._session = self._new_session(raw_timestamps=False)
+        return self._session
 
     def _new_session(self, *, raw_timestamps: bool) -> boto3.Session:
         import boto3
         import botocore.session
 
+        from deploy.aws.models import shared_loader
+
         core = botocore.session.get_session()
+        core.register_component("data_loader", shared_loader())
         if raw_timestamps:
             # Timestamps stay the strings AWS sent. Parsing them is most of a client's work on a
             # listing of thousands of objects, and the callers of such clients never read them.
@@ -104,7 +114,9 @@ class Stage:
         """The stage's client of `service`, made once. `raw_timestamps`: a separate client whose
         answers keep timestamps as strings (for large listings that do not read them)."""
         key = f"{service}:raw" if raw_timestamps else service
-        with self._lock:
+        # A lock of their own: botocore sessions are not safe to make clients from two threads at
+        # once, and the reads remembered under self._lock need not wait for a client being made.
+        with self._client_lock:
             if key not in self._clients:
                 from botocore.config import Config
 
@@ -115,7 +127,7 @@ class Stage:
                     read_timeout=aws.read_timeout_seconds,
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
-                session = self.session(raw_timestamps=raw_timestamps)
+                session = self._session_of(raw_timestamps=raw_timestamps)
                 client = session.client(service, endpoint_url=self.endpoint_url, config=config)
                 client.meta.events.register("before-call", self._before_call)
                 client.meta.events.register("after-call", _name_service_of_error)
@@ -124,6 +136,9 @@ class Stage:
                 client.meta.events.register("after-call", self._after_call)
                 client.meta.events.register("after-call-error", self._after_error)
                 self._clients[key] = client
+                # The client's model is a large tree that lives as long as the process: out of
+                # the collector's sight, so each collection does not walk it again.
+                gc.freeze()
             return self._clients[key]
 
     def on_call(self, hook: CallHook) -> None:
@@ -187,7 +202,8 @@ class Stage:
 
     @property
     def account_id(self) -> str:
-        with self._lock:
+        # A lock of its own: the remembered reads under self._lock need not wait for this call.
+        with self._account_lock:
             if self._account_id is None:
                 self._account_id = self.client("sts").get_caller_identity()["Account"]
             return self._account_id

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from deploy.aws.models import user_cache_dir
 from deploy.errors import ConfigError, DeployError
 from deploy.ship.bundle import FIXED_DATE
 
@@ -194,11 +195,7 @@ class Package:
 
 def cache_dir() -> Path:
     """The user's cache folder for packages and wheels ($DEPLOY_CACHE_DIR, else the XDG one)."""
-    explicit = os.environ.get("DEPLOY_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "iotile-deploy"
+    return user_cache_dir()
 
 
 def _walk(root: Path) -> list[str]:
