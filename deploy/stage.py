@@ -33,6 +33,31 @@ class MutationBlocked(DeployError):
     """Raised by the dry-run guard if code tries a mutating call while only reading."""
 
 
+class _Flight:
+    """One remembered read in progress, which other threads asking for the same key wait on."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self._done = threading.Event()
+        self._ok = False
+        self._value: Any = None
+
+    def succeed(self, value: Any) -> None:
+        self._value, self._ok = value, True
+        self._done.set()
+
+    def fail(self) -> None:
+        self._done.set()
+
+    def outcome(self) -> tuple[bool, Any]:
+        """(True, the first asker's answer) once it has one; (False, None) when it failed."""
+        from deploy.parallel import check_stop
+
+        while not self._done.wait(0.05):
+            check_stop()
+        return self._ok, self._value
+
+
 @dataclass
 class Stage:
     name: str
@@ -48,6 +73,7 @@ class Stage:
     _account_lock: threading.Lock = field(default_factory=threading.Lock)
     _account_id: str | None = None
     _remembered: dict[Any, Any] = field(default_factory=dict)
+    _flights: dict[Any, _Flight] = field(default_factory=dict)
     _generation: int = 0
     _runs: int = 0
 
@@ -163,6 +189,13 @@ class Stage:
         # does not say which operation it was.
         self.forget_reads()
 
+    @property
+    def read_generation(self) -> int:
+        """Moves on whenever what was read may be out of date (a mutating call, a failed call,
+        a probe of a wait): reads made under the same generation saw the same stage."""
+        with self._lock:
+            return self._generation
+
     def forget_reads(self) -> None:
         """Drop what remember() kept: after a change, and before each probe of a wait (a state
         moves on by itself: a cluster becomes available)."""
@@ -188,16 +221,42 @@ class Stage:
 
     def remember(self, key: Any, read: Callable[[], T]) -> T:
         """What `read()` answers, read once per run until this stage makes a mutating call: a
-        lookup several areas repeat (a VPC's id, a key's ARN) costs one request per run. A read
-        that overlapped a mutating call is used but not kept (it may predate the change)."""
+        lookup several areas repeat (a VPC's id, a key's ARN) costs one request per run, even
+        when they ask at the same moment (the later ones wait for the first one's answer). A
+        read that overlapped a mutating call is used but not kept (it may predate the change)."""
+        while True:
+            with self._lock:
+                if not self._runs:
+                    flight, leads = None, False
+                elif key in self._remembered:
+                    return self._remembered[key]
+                else:
+                    flight = self._flights.get(key)
+                    leads = flight is None
+                    if leads:
+                        flight = self._flights[key] = _Flight(self._generation)
+            if flight is None:
+                return read()
+            if leads:
+                return self._lead(key, flight, read)
+            answered, value = flight.outcome()
+            if answered:
+                return value
+            # The first asker failed: ask again, this thread perhaps first now.
+
+    def _lead(self, key: Any, flight: _Flight, read: Callable[[], T]) -> T:
+        try:
+            value = read()
+        except BaseException:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.fail()
+            raise
         with self._lock:
-            if self._runs and key in self._remembered:
-                return self._remembered[key]
-            generation = self._generation
-        value = read()
-        with self._lock:
-            if self._runs and generation == self._generation:
+            self._flights.pop(key, None)
+            if self._runs and flight.generation == self._generation:
                 self._remembered[key] = value
+        flight.succeed(value)
         return value
 
     @property
