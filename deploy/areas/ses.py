@@ -52,7 +52,12 @@ def identity_spec(stage: Stage) -> IdentitySpec:
 
 
 def read_identity(stage: Stage, domain: str) -> IdentityState:
-    """SES answers for identities it does not have by leaving them out of the result."""
+    """SES answers for identities it does not have by leaving them out of the result. Read once
+    per run: the plan and `up`'s closing list both need it."""
+    return stage.remember(("ses.identity", domain), lambda: _read_identity(stage, domain))
+
+
+def _read_identity(stage: Stage, domain: str) -> IdentityState:
     ses = stage.client("ses")
     verification = ses.get_identity_verification_attributes(Identities=[domain])["VerificationAttributes"]
     if domain not in verification:
