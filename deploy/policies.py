@@ -72,6 +72,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        bytecode_cache=_bytecode_cache(),
     )
 
     @jinja2.pass_context
@@ -85,6 +86,21 @@ def _environment() -> jinja2.Environment:
     env.filters["bucket_arn"] = bucket_arn
     env.filters["object_arn"] = object_arn
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """The templates compiled once per user, not on every run (jinja2 keys each entry by the
+    template's source, so an edited template compiles afresh); none when the folder can't be made."""
+    import jinja2
+
+    from deploy.aws.models import user_cache_dir
+
+    folder = user_cache_dir() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def context(stage: Stage, **extra: Any) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from deploy.config import StageConfig, default_stage, load_config
 from deploy.errors import DeployError
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
-EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+EMULATOR_CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
 CallHook = Callable[[str, str], None]
 T = TypeVar("T")
 
@@ -102,11 +102,11 @@ class Stage:
     def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
         return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
-    def session(self, *, raw_timestamps: bool = False) -> boto3.Session:
+    def session(self, *, raw_timestamps: bool = False) -> botocore.session.Session:
         with self._client_lock:
             return self._session_of(raw_timestamps=raw_timestamps)
 
-    def _session_of(self, *, raw_timestamps: bool) -> boto3.Session:
+    def _session_of(self, *, raw_timestamps: bool) -> botocore.session.Session:
         """The session (made once) that clients are made from; the caller holds _client_lock."""
         if raw_timestamps:
             if self._raw_session is None:
@@ -116,25 +116,22 @@ class Stage:
             self._session = self._new_session(raw_timestamps=False)
         return self._session
 
-    def _new_session(self, *, raw_timestamps: bool) -> boto3.Session:
-        import boto3
+    def _new_session(self, *, raw_timestamps: bool) -> botocore.session.Session:
+        """A botocore session (boto3 adds nothing clients need, and costs its import)."""
         import botocore.session
 
         from deploy.aws.models import shared_loader
 
-        core = botocore.session.get_session()
+        core = botocore.session.Session(profile=None if self.uses_emulator else self.config.profile)
         core.register_component("data_loader", shared_loader())
+        core.set_config_variable("region", self.config.region)
+        if self.uses_emulator:
+            core.set_credentials(**EMULATOR_CREDENTIALS)
         if raw_timestamps:
             # Timestamps stay the strings AWS sent. Parsing them is most of a client's work on a
             # listing of thousands of objects, and the callers of such clients never read them.
             core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-        extra = EMULATOR_CREDENTIALS if self.uses_emulator else {}
-        return boto3.Session(
-            botocore_session=core,
-            profile_name=None if self.uses_emulator else self.config.profile,
-            region_name=self.config.region,
-            **extra,
-        )
+        return core
 
     def client(self, service: str, *, raw_timestamps: bool = False) -> Any:
         """The stage's client of `service`, made once. `raw_timestamps`: a separate client whose
@@ -154,7 +151,9 @@ class Stage:
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
                 session = self._session_of(raw_timestamps=raw_timestamps)
-                client = session.client(service, endpoint_url=self.endpoint_url, config=config)
+                client = session.create_client(
+                    service, region_name=self.config.region, endpoint_url=self.endpoint_url, config=config
+                )
                 client.meta.events.register("before-call", self._before_call)
                 client.meta.events.register("after-call", _name_service_of_error)
                 named = functools.partial(_name_service_of_failure, client.meta.service_model.service_name)
