@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -476,17 +476,20 @@ def plan(stage: Stage) -> list[Resource]:
 def plan_identities(stage: Stage) -> list[Resource]:
     policies, roles, groups = policy_specs(stage), role_specs(stage), group_specs(stage)
     profiles = [spec for spec in roles if spec.instance_profile]
-    policy_states = map_concurrently(lambda spec: read_policy(stage, spec.name), policies)
     existing = account_roles(stage)
     by_name = {role["RoleName"]: role for role in existing}
     role_states = [role_state(by_name.get(spec.name)) for spec in roles]
     # A profile holding no role is in no role's list: only then is it read on its own.
     held = profiles_in(existing)
-    profile_states = map_concurrently(
-        lambda spec: held[spec.name] if spec.name in held else read_instance_profile(stage, spec.name),
-        profiles,
+    # What the account's details leave out (policy tags, such profiles, groups), side by side.
+    policy_states, profile_states, group_states = call_concurrently(
+        lambda: map_concurrently(lambda spec: read_policy(stage, spec.name), policies),
+        lambda: map_concurrently(
+            lambda spec: held[spec.name] if spec.name in held else read_instance_profile(stage, spec.name),
+            profiles,
+        ),
+        lambda: map_concurrently(lambda spec: read_group(stage, spec.name), groups),
     )
-    group_states = map_concurrently(lambda spec: read_group(stage, spec.name), groups)
     return [
         *(plan_policy(stage, s, st) for s, st in zip(policies, policy_states, strict=True)),
         *(plan_role(stage, s, st) for s, st in zip(roles, role_states, strict=True)),
