@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The connections a client keeps open for reuse: as many as its requests that run side by side (the
+# eight buckets' seven reads each, the statics' uploads). With botocore's default of ten, each
+# request past the tenth opens a connection (a TCP and TLS handshake) and then drops it.
+MAX_POOL_CONNECTIONS = 64
 CallHook = Callable[[str, str], None]
 T = TypeVar("T")
 
@@ -125,6 +129,7 @@ class Stage:
                     retries={"mode": aws.retry_mode, "total_max_attempts": aws.max_attempts},
                     connect_timeout=aws.connect_timeout_seconds,
                     read_timeout=aws.read_timeout_seconds,
+                    max_pool_connections=MAX_POOL_CONNECTIONS,
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
                 session = self._session_of(raw_timestamps=raw_timestamps)
