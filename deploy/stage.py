@@ -118,6 +118,11 @@ class Stage:
         """The stage's client of `service`, made once. `raw_timestamps`: a separate client whose
         answers keep timestamps as strings (for large listings that do not read them)."""
         key = f"{service}:raw" if raw_timestamps else service
+        # A client made already is taken without the lock (it is stored only once set up), so a
+        # read never waits while another thread makes a client of some other service.
+        made = self._clients.get(key)
+        if made is not None:
+            return made
         # A lock of their own: botocore sessions are not safe to make clients from two threads at
         # once, and the reads remembered under self._lock need not wait for a client being made.
         with self._client_lock:
