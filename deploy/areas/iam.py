@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
@@ -468,13 +469,22 @@ def plan_service_linked_role(service: str, existing: frozenset[str]) -> Resource
 
 
 def plan(stage: Stage) -> list[Resource]:
-    linked = read_service_linked_roles(stage)
+    # The policy documents render (templates: time spent here, not waiting) while the account's
+    # details are read.
+    linked, specs = call_concurrently(
+        partial(read_service_linked_roles, stage), partial(identity_specs, stage)
+    )
     service_roles = [plan_service_linked_role(service, linked) for service in SERVICE_LINKED_ROLES]
-    return [*service_roles, *plan_identities(stage)]
+    return [*service_roles, *plan_identities(stage, *specs)]
 
 
-def plan_identities(stage: Stage) -> list[Resource]:
-    policies, roles, groups = policy_specs(stage), role_specs(stage), group_specs(stage)
+def identity_specs(stage: Stage) -> tuple[list[PolicySpec], list[RoleSpec], list[GroupSpec]]:
+    return policy_specs(stage), role_specs(stage), group_specs(stage)
+
+
+def plan_identities(
+    stage: Stage, policies: list[PolicySpec], roles: list[RoleSpec], groups: list[GroupSpec]
+) -> list[Resource]:
     profiles = [spec for spec in roles if spec.instance_profile]
     existing = account_roles(stage)
     by_name = {role["RoleName"]: role for role in existing}
