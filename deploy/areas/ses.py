@@ -53,6 +53,11 @@ def identity_spec(stage: Stage) -> IdentitySpec:
 
 
 def read_identity(stage: Stage, domain: str) -> IdentityState:
+    """The identity, read once a run (its plan and the closing list of `up` both need it)."""
+    return stage.remember(("ses", "identity", domain), lambda: _read_identity(stage, domain))
+
+
+def _read_identity(stage: Stage, domain: str) -> IdentityState:
     """SES answers for identities it does not have by leaving them out of the result."""
     ses = stage.client("ses")
     verification = ses.get_identity_verification_attributes(Identities=[domain])["VerificationAttributes"]
