@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Exit
@@ -21,6 +22,7 @@ from deploy.execute import (
     read_areas,
     run_converge,
 )
+from deploy.parallel import call_concurrently
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -153,11 +155,13 @@ def by_hand(stage: Stage, outcome: Outcome) -> list[str]:
     that declare `by_hand(stage)` leave to a person (DNS records at another provider, say), and
     required secrets not set."""
     items = manual_actions(outcome.resources)
-    for area in all_areas():
-        left = getattr(_MODULES[area], "by_hand", None)
-        if left is not None:
-            items.extend(left(stage))
-    for row in secrets_rows(stage):
+    leaves = [left for area in all_areas() if (left := getattr(_MODULES[area], "by_hand", None)) is not None]
+    # What each area leaves to a person, and the secrets: each reads on its own, side by side.
+    reads = [*(partial(left, stage) for left in leaves), partial(secrets_rows, stage)]
+    *per_area, rows = call_concurrently(*reads)
+    for left in per_area:
+        items.extend(left)
+    for row in rows:
         if row["state"] == "missing":
             items.append(f"secret {row['name']} is not set: {row['detail']}")
     return items

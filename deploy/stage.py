@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Query", "Scan")
 EMULATOR_CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
+# The connections a client keeps open for reuse: as many as its requests that run side by side (the
+# eight buckets' seven reads each, the statics' uploads). With botocore's default of ten, each
+# request past the tenth opens a connection (a TCP and TLS handshake) and then drops it.
+MAX_POOL_CONNECTIONS = 64
 CallHook = Callable[[str, str], None]
 T = TypeVar("T")
 
@@ -137,6 +141,11 @@ class Stage:
         """The stage's client of `service`, made once. `raw_timestamps`: a separate client whose
         answers keep timestamps as strings (for large listings that do not read them)."""
         key = f"{service}:raw" if raw_timestamps else service
+        # A client made already is taken without the lock (it is stored only once set up), so a
+        # read never waits while another thread makes a client of some other service.
+        made = self._clients.get(key)
+        if made is not None:
+            return made
         # A lock of their own: botocore sessions are not safe to make clients from two threads at
         # once, and the reads remembered under self._lock need not wait for a client being made.
         with self._client_lock:
@@ -148,6 +157,7 @@ class Stage:
                     retries={"mode": aws.retry_mode, "total_max_attempts": aws.max_attempts},
                     connect_timeout=aws.connect_timeout_seconds,
                     read_timeout=aws.read_timeout_seconds,
+                    max_pool_connections=MAX_POOL_CONNECTIONS,
                     s3={"addressing_style": "path"} if self.custom_endpoint else None,
                 )
                 session = self._session_of(raw_timestamps=raw_timestamps)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import area_tasks
+from deploy.parallel import call_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differs, removal, tag_drift
 
 if TYPE_CHECKING:
@@ -90,8 +92,10 @@ def read_distribution(stage: Stage, summary: dict[str, Any] | None) -> Distribut
     if summary is None:
         return DistributionState()
     cloudfront = stage.client("cloudfront")
-    found = cloudfront.get_distribution_config(Id=summary["Id"])
-    tags = cloudfront.list_tags_for_resource(Resource=summary["ARN"])["Tags"].get("Items") or []
+    found, tags = call_concurrently(
+        lambda: cloudfront.get_distribution_config(Id=summary["Id"]),
+        lambda: cloudfront.list_tags_for_resource(Resource=summary["ARN"])["Tags"].get("Items") or [],
+    )
     return DistributionState(
         id=summary["Id"],
         arn=summary["ARN"],
@@ -101,6 +105,19 @@ def read_distribution(stage: Stage, summary: dict[str, Any] | None) -> Distribut
         config=found["DistributionConfig"],
         tags={t["Key"]: t["Value"] for t in tags},
     )
+
+
+def read_served(
+    stage: Stage, which: str, summary: dict[str, Any] | None
+) -> tuple[DistributionState, dict[str, Any]]:
+    """The distribution (absent when `summary` is None) and, when it exists, the policy of the
+    bucket it serves (which admits it), read side by side."""
+    if summary is None:
+        return DistributionState(), {}
+    state, policy = call_concurrently(
+        partial(read_distribution, stage, summary), partial(read_policy, stage, bucket_of(stage, which))
+    )
+    return state, policy
 
 
 def read_oac_id(stage: Stage) -> str | None:
@@ -392,10 +409,13 @@ def _same_statement(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def plan_bucket_statement(stage: Stage, which: str, state: DistributionState) -> Resource:
+def plan_bucket_statement(
+    stage: Stage, which: str, state: DistributionState, policy: dict[str, Any]
+) -> Resource:
     """The bucket admits the distribution. The s3 area keeps this statement once the distribution
     exists (it runs first); a distribution made in this run is admitted here, as soon as it has
-    an ARN, so one `up` converges and the next one finds nothing to do."""
+    an ARN, so one `up` converges and the next one finds nothing to do. `policy` is the bucket's
+    (read only when the distribution exists)."""
     bucket = bucket_of(stage, which)
     name = f"{bucket} for {which}"
     distribution = comment(stage, which)
@@ -409,7 +429,7 @@ def plan_bucket_statement(stage: Stage, which: str, state: DistributionState) ->
         )
         return converge(AREA, "bucket statement", name, [call], exists=False, depends_on=[distribution])
     want = cloudfront_statement(stage, which, state.arn)
-    statements = read_policy(stage, bucket).get("Statement", [])
+    statements = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
     steps = []
     if not any(_same_statement(want, s) for s in statements):
@@ -422,19 +442,19 @@ def plan_bucket_statement(stage: Stage, which: str, state: DistributionState) ->
 def plan(stage: Stage) -> list[Resource]:
     if not stage.config.cdn.enabled:
         return []
-    from deploy.parallel import map_concurrently
-
-    summaries = _summaries(stage)
-    oac_id = read_oac_id(stage)
+    summaries, oac_id = call_concurrently(partial(_summaries, stage), partial(read_oac_id, stage))
     wanted = [comment(stage, which) for which in WHICH]
     found = [next((s for s in summaries if s.get("Comment") == c), None) for c in wanted]
-    states = map_concurrently(lambda summary: read_distribution(stage, summary), found)
     aliased = stage.config.cdn.aliases.statics or stage.config.cdn.aliases.media
-    certificate = certificate_for(stage) if aliased else None
+    # Both distributions with their buckets' policies, and the certificate, side by side.
+    *served, certificate = call_concurrently(
+        *(partial(read_served, stage, which, summary) for which, summary in zip(WHICH, found, strict=True)),
+        lambda: certificate_for(stage) if aliased else None,
+    )
     resources = [plan_oac(stage, oac_id)]
-    for which, state in zip(WHICH, states, strict=True):
+    for which, (state, policy) in zip(WHICH, served, strict=True):
         resources.append(plan_distribution(stage, which, state, oac_id, certificate))
-        resources.append(plan_bucket_statement(stage, which, state))
+        resources.append(plan_bucket_statement(stage, which, state, policy))
     return resources
 
 

@@ -28,6 +28,7 @@ deregisters them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
@@ -35,7 +36,7 @@ from invoke import Collection
 from deploy.areas import kms
 from deploy.cli import area_tasks
 from deploy.errors import error_code
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -230,7 +231,8 @@ def read_tags(stage: Stage, arn: str) -> dict[str, str]:
 def read_scaling(
     stage: Stage, resource_ids: list[str], with_policies: bool
 ) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[tuple[str, str], dict[str, Any]]]:
-    """Registered targets on these resources, and our policies on them when asked."""
+    """Registered targets on these resources, and our policies on them when asked (those of each
+    resource with a target, side by side)."""
     client = stage.client("application-autoscaling")
     targets = {}
     pages = client.get_paginator("describe_scalable_targets").paginate(
@@ -241,34 +243,59 @@ def read_scaling(
             if target["ResourceId"] in resource_ids:
                 key = (target["ResourceId"], target["ScalableDimension"])
                 targets[key] = (target.get("MinCapacity"), target.get("MaxCapacity"))
+    targeted = sorted({rid for rid, _ in targets}) if with_policies else []
     policies = {}
-    for resource_id in sorted({rid for rid, _ in targets}) if with_policies else []:
-        pages = client.get_paginator("describe_scaling_policies").paginate(
-            ServiceNamespace=NAMESPACE, ResourceId=resource_id
-        )
-        for page in pages:
-            for policy in page.get("ScalingPolicies", []):
-                # Filtered here too: moto's ResourceId filter matches substrings (the table's id
-                # is part of each of its indexes' ids).
-                if policy["ResourceId"] == resource_id and policy["PolicyName"].startswith(OWNER):
-                    policies[(resource_id, policy["ScalableDimension"])] = policy
+    for found in map_concurrently(lambda resource_id: read_our_policies(stage, resource_id), targeted):
+        policies.update(found)
     return targets, policies
 
 
-def read_table(stage: Stage, spec: TableSpec) -> TableState:
-    table = describe_table(stage, spec.name)
+def read_our_policies(stage: Stage, resource_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """This tool's scaling policies on one resource, by (resource id, dimension)."""
+    pages = (
+        stage.client("application-autoscaling")
+        .get_paginator("describe_scaling_policies")
+        .paginate(ServiceNamespace=NAMESPACE, ResourceId=resource_id)
+    )
+    policies = {}
+    for page in pages:
+        for policy in page.get("ScalingPolicies", []):
+            # Filtered here too: moto's ResourceId filter matches substrings (the table's id
+            # is part of each of its indexes' ids).
+            if policy["ResourceId"] == resource_id and policy["PolicyName"].startswith(OWNER):
+                policies[(resource_id, policy["ScalableDimension"])] = policy
+    return policies
+
+
+def read_ttl(stage: Stage, spec: TableSpec) -> dict[str, str]:
+    """The table's TTL setting; not read for a table that wants none."""
+    if not spec.ttl_attribute:
+        return {}
+    found = stage.client("dynamodb").describe_time_to_live(TableName=spec.name)
+    return found.get("TimeToLiveDescription", {})
+
+
+def read_point_in_time_recovery(stage: Stage, name: str) -> bool:
+    found = stage.client("dynamodb").describe_continuous_backups(TableName=name)
+    backups = found["ContinuousBackupsDescription"]
+    return backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED"
+
+
+def table_state(stage: Stage, spec: TableSpec, table: dict[str, Any] | None) -> TableState:
+    """The table as its DescribeTable answer has it (None: there is no such table), with what the
+    other reads add (backups, TTL, autoscaling, tags): they need only its name, ARN and indexes,
+    so they go side by side."""
     if table is None:
         return TableState(exists=False)
-    client = stage.client("dynamodb")
-    backups = client.describe_continuous_backups(TableName=spec.name)["ContinuousBackupsDescription"]
-    pitr = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
-    ttl = {}
-    if spec.ttl_attribute:
-        ttl = client.describe_time_to_live(TableName=spec.name).get("TimeToLiveDescription", {})
     indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
     resource_ids = [table_resource_id(spec.name)]
     resource_ids += [table_resource_id(spec.name, index) for index in sorted({*indexes, spec.index.name})]
-    targets, policies = read_scaling(stage, resource_ids, with_policies=spec.provisioned)
+    pitr, ttl, (targets, policies), tags = call_concurrently(
+        lambda: read_point_in_time_recovery(stage, spec.name),
+        lambda: read_ttl(stage, spec),
+        lambda: read_scaling(stage, resource_ids, with_policies=spec.provisioned),
+        lambda: read_tags(stage, table["TableArn"]),
+    )
     return TableState(
         exists=True,
         status=table.get("TableStatus", ""),
@@ -279,9 +306,9 @@ def read_table(stage: Stage, spec: TableSpec) -> TableState:
         indexes=indexes,
         sse=table.get("SSEDescription", {}),
         deletion_protection=bool(table.get("DeletionProtectionEnabled")),
-        point_in_time_recovery=pitr == "ENABLED",
+        point_in_time_recovery=pitr,
         ttl=ttl,
-        tags=read_tags(stage, table["TableArn"]),
+        tags=tags,
         targets=targets,
         policies=policies,
     )
@@ -561,13 +588,17 @@ def plan_table(stage: Stage, spec: TableSpec, state: TableState, key_arn: str | 
 
 def plan(stage: Stage) -> list[Resource]:
     specs = table_specs(stage)
-    states = map_concurrently(lambda spec: read_table(stage, spec), specs)
-    key_arn = None
-    # DynamoDB names the key by ARN; config may name it by alias or id: resolve only if it matters.
+    tables = map_concurrently(lambda spec: describe_table(stage, spec.name), specs)
+    # DynamoDB names the key by ARN; config may name it by alias or id: resolve only if it matters,
+    # beside the tables' other reads.
     wanted = {wanted_key(spec) for spec in specs}
-    reported = {state.sse.get("KMSMasterKeyArn") for state in states if state.sse}
-    if reported - wanted - {None}:
-        key_arn = kms.key_arn(stage, wanted.pop())
+    encryption = [table.get("SSEDescription") for table in tables if table]
+    reported = {sse.get("KMSMasterKeyArn") for sse in encryption if sse}
+    other_key = bool(reported - wanted - {None})
+    *states, key_arn = call_concurrently(
+        *(partial(table_state, stage, spec, table) for spec, table in zip(specs, tables, strict=True)),
+        lambda: kms.key_arn(stage, wanted.pop()) if other_key else None,
+    )
     return [plan_table(stage, spec, state, key_arn) for spec, state in zip(specs, states, strict=True)]
 
 

@@ -15,7 +15,7 @@ from invoke import Collection
 
 from deploy.cli import deploy_task
 from deploy.errors import AwsError, WaitTimeout
-from deploy.parallel import map_concurrently, pause
+from deploy.parallel import call_concurrently, map_concurrently, pause
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, removal, tag_drift
 
 if TYPE_CHECKING:
@@ -233,13 +233,18 @@ def read_environment(stage: Stage) -> EnvironmentState:
     )
     if state.status not in READY:
         return state
+    # A ready environment's settings and tags, side by side.
+    settings, tags = call_concurrently(partial(_settings, stage), partial(_tags, stage, state.arn))
+    return replace(state, settings=settings, tags=tags)
+
+
+def _settings(stage: Stage) -> dict[Setting, str]:
     eb = stage.config.eb
     described = stage.client("elasticbeanstalk").describe_configuration_settings(
         ApplicationName=eb.application, EnvironmentName=eb.environment
     )["ConfigurationSettings"]
     options = described[0].get("OptionSettings", []) if described else []
-    settings = {(o["Namespace"], o["OptionName"]): o.get("Value", "") for o in options}
-    return replace(state, settings=settings, tags=_tags(stage, state.arn))
+    return {(o["Namespace"], o["OptionName"]): o.get("Value", "") for o in options}
 
 
 def read_application(stage: Stage) -> dict[str, str] | None:

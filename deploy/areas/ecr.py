@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json as jsonlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import area_tasks
+from deploy.parallel import call_concurrently
 from deploy.plan import Call, Resource, converge
 
 if TYPE_CHECKING:
@@ -65,14 +67,11 @@ def read_repository(stage: Stage) -> RepositoryState:
         if error_code(exc) == "RepositoryNotFoundException":
             return RepositoryState(False)
         raise
-    try:
-        text = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-        lifecycle = jsonlib.loads(text)
-    except ClientError as exc:
-        if error_code(exc) != "LifecyclePolicyNotFoundException":
-            raise
-        lifecycle = None
-    tags = ecr.list_tags_for_resource(resourceArn=found["repositoryArn"]).get("tags", [])
+    # The repository's lifecycle policy and tags, side by side.
+    lifecycle, tags = call_concurrently(
+        partial(read_lifecycle, stage, name),
+        lambda: ecr.list_tags_for_resource(resourceArn=found["repositoryArn"]).get("tags", []),
+    )
     return RepositoryState(
         True,
         found["repositoryUri"],
@@ -82,6 +81,21 @@ def read_repository(stage: Stage) -> RepositoryState:
         lifecycle,
         {tag["Key"]: tag["Value"] for tag in tags},
     )
+
+
+def read_lifecycle(stage: Stage, name: str) -> dict[str, Any] | None:
+    """The repository's lifecycle policy, None when it has none."""
+    from botocore.exceptions import ClientError
+
+    from deploy.errors import error_code
+
+    try:
+        text = stage.client("ecr").get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
+    except ClientError as exc:
+        if error_code(exc) != "LifecyclePolicyNotFoundException":
+            raise
+        return None
+    return jsonlib.loads(text)
 
 
 def plan_repository(stage: Stage, state: RepositoryState) -> Resource:

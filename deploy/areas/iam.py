@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -468,25 +469,37 @@ def plan_service_linked_role(service: str, existing: frozenset[str]) -> Resource
 
 
 def plan(stage: Stage) -> list[Resource]:
-    linked = read_service_linked_roles(stage)
+    # The policy documents render (templates: time spent here, not waiting) while the account's
+    # details are read.
+    linked, specs = call_concurrently(
+        partial(read_service_linked_roles, stage), partial(identity_specs, stage)
+    )
     service_roles = [plan_service_linked_role(service, linked) for service in SERVICE_LINKED_ROLES]
-    return [*service_roles, *plan_identities(stage)]
+    return [*service_roles, *plan_identities(stage, *specs)]
 
 
-def plan_identities(stage: Stage) -> list[Resource]:
-    policies, roles, groups = policy_specs(stage), role_specs(stage), group_specs(stage)
+def identity_specs(stage: Stage) -> tuple[list[PolicySpec], list[RoleSpec], list[GroupSpec]]:
+    return policy_specs(stage), role_specs(stage), group_specs(stage)
+
+
+def plan_identities(
+    stage: Stage, policies: list[PolicySpec], roles: list[RoleSpec], groups: list[GroupSpec]
+) -> list[Resource]:
     profiles = [spec for spec in roles if spec.instance_profile]
-    policy_states = map_concurrently(lambda spec: read_policy(stage, spec.name), policies)
     existing = account_roles(stage)
     by_name = {role["RoleName"]: role for role in existing}
     role_states = [role_state(by_name.get(spec.name)) for spec in roles]
     # A profile holding no role is in no role's list: only then is it read on its own.
     held = profiles_in(existing)
-    profile_states = map_concurrently(
-        lambda spec: held[spec.name] if spec.name in held else read_instance_profile(stage, spec.name),
-        profiles,
+    # What the account's details leave out (policy tags, such profiles, groups), side by side.
+    policy_states, profile_states, group_states = call_concurrently(
+        lambda: map_concurrently(lambda spec: read_policy(stage, spec.name), policies),
+        lambda: map_concurrently(
+            lambda spec: held[spec.name] if spec.name in held else read_instance_profile(stage, spec.name),
+            profiles,
+        ),
+        lambda: map_concurrently(lambda spec: read_group(stage, spec.name), groups),
     )
-    group_states = map_concurrently(lambda spec: read_group(stage, spec.name), groups)
     return [
         *(plan_policy(stage, s, st) for s, st in zip(policies, policy_states, strict=True)),
         *(plan_role(stage, s, st) for s, st in zip(roles, role_states, strict=True)),

@@ -10,7 +10,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.errors import AwsError
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Deferred, Resource, converge, tag_drift
 from deploy.policies import normalised, partition
 
@@ -164,9 +164,20 @@ def find_tagged_key(stage: Stage, spec: KeySpec, aliases: dict[str, str] | None 
     return None
 
 
-def read_key(stage: Stage, spec: KeySpec, aliases: dict[str, str]) -> KeyState:
+def read_rotation(stage: Stage, key_id: str) -> bool | None:
+    """Whether the key rotates; None when its state does not tell (e.g. pending deletion: rotation
+    is planned on after the key is enabled again)."""
     from botocore.exceptions import ClientError
 
+    try:
+        return stage.client("kms").get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "KMSInvalidStateException":
+            raise
+        return None
+
+
+def read_key(stage: Stage, spec: KeySpec, aliases: dict[str, str]) -> KeyState:
     key_id = aliases.get(spec.alias)
     aliased = key_id is not None
     if key_id is None:
@@ -174,14 +185,13 @@ def read_key(stage: Stage, spec: KeySpec, aliases: dict[str, str]) -> KeyState:
         if key_id is None:
             return KeyState(None)
     kms = stage.client("kms")
-    metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
-    policy = jsonlib.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
-    try:
-        rotation: bool | None = kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "KMSInvalidStateException":
-            raise
-        rotation = None  # e.g. pending deletion: planned on after the key is enabled again
+    # Each needs only the key's id: side by side.
+    metadata, policy, rotation, tags = call_concurrently(
+        lambda: kms.describe_key(KeyId=key_id)["KeyMetadata"],
+        lambda: jsonlib.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]),
+        lambda: read_rotation(stage, key_id),
+        lambda: read_tags(stage, key_id),
+    )
     return KeyState(
         key_id=metadata["KeyId"],
         aliased=aliased,
@@ -189,7 +199,7 @@ def read_key(stage: Stage, spec: KeySpec, aliases: dict[str, str]) -> KeyState:
         key_state=metadata.get("KeyState", ""),
         policy=policy,
         rotation=rotation,
-        tags=read_tags(stage, key_id),
+        tags=tags,
     )
 
 

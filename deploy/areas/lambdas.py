@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import area_tasks, deploy_task
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Deferred, Resource, Wait, converge, removal
 
 if TYPE_CHECKING:
@@ -262,6 +262,19 @@ def encryption_rule(stage: Stage) -> dict[str, Any]:
     return {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
 
 
+def read_bucket_settings(stage: Stage, name: str) -> list[dict[str, Any] | None]:
+    """An existing bucket's public access block, policy and tags (None where it has none), read
+    side by side."""
+    s3 = stage.client("s3")
+    return call_concurrently(
+        lambda: _absent(
+            lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
+        ),
+        lambda: _absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy"),
+        lambda: _absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet"),
+    )
+
+
 def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
     """Encrypted, public access blocked, object ACLs off, plain HTTP denied; tagged: as the s3
     area's buckets are."""
@@ -300,23 +313,19 @@ def plan_deployment_bucket(stage: Stage, name: str) -> Resource:
             "default encryption differs from config",
             ServerSideEncryptionConfiguration={"Rules": [wanted]},
         )
-    block = exists and _absent(
-        lambda: s3.get_public_access_block(Bucket=name), "NoSuchPublicAccessBlockConfiguration"
-    )
+    block, policy, tagging = read_bucket_settings(stage, name) if exists else (None, None, None)
     if (block or {}).get("PublicAccessBlockConfiguration") != s3_area.PRIVATE:
         call(
             "PutPublicAccessBlock",
             "public access is not fully blocked",
             PublicAccessBlockConfiguration=dict(s3_area.PRIVATE),
         )
-    policy = exists and _absent(lambda: s3.get_bucket_policy(Bucket=name), "NoSuchBucketPolicy")
     statements = json.loads(policy["Policy"]).get("Statement", []) if policy else []
     wanted_statement = s3_area.tls_only_statement(name, stage.region)
     if wanted_statement not in statements:
         kept = [st for st in statements if st.get("Sid") != s3_area.TLS_ONLY_SID]
         document = {"Version": "2012-10-17", "Statement": [*kept, wanted_statement]}
         call("PutBucketPolicy", "plain HTTP is not denied", Policy=json.dumps(document))
-    tagging = exists and _absent(lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
     tags = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", [])}
     wanted_tags = stage.tags(name)
     if any(tags.get(k) != v for k, v in wanted_tags.items()):
@@ -615,16 +624,20 @@ def plan_dropped_schedules(stage: Stage, spec: FunctionSpec) -> list[Resource]:
         if not page.get("NextToken"):
             break
         token = {"NextToken": page["NextToken"]}
-    resources = []
-    for name in sorted(set(names) - wanted):
-        targets = events.list_targets_by_rule(Rule=name).get("Targets", [])
-        ours = [t["Id"] for t in targets if t["Arn"] == arn]
-        reason = f"no longer a schedule of {spec.folder.name}/function.yaml"
-        steps = [Call("events", "RemoveTargets", {"Rule": name, "Ids": ours}, name, reason)]
-        if len(ours) == len(targets):
-            steps.append(Call("events", "DeleteRule", {"Name": name}, name, "no target left"))
-        resources.append(converge(AREA, "schedule", name, steps, exists=True, detail=f"-> {spec.name}"))
-    return resources
+    dropped = sorted(set(names) - wanted)
+    return map_concurrently(lambda name: plan_dropped_schedule(stage, spec, name), dropped)
+
+
+def plan_dropped_schedule(stage: Stage, spec: FunctionSpec, name: str) -> Resource:
+    """The rule `name` no longer targets the function; it goes too when nothing else is its target."""
+    arn = function_arn(stage, spec.name)
+    targets = stage.client("events").list_targets_by_rule(Rule=name).get("Targets", [])
+    ours = [t["Id"] for t in targets if t["Arn"] == arn]
+    reason = f"no longer a schedule of {spec.folder.name}/function.yaml"
+    steps = [Call("events", "RemoveTargets", {"Rule": name, "Ids": ours}, name, reason)]
+    if len(ours) == len(targets):
+        steps.append(Call("events", "DeleteRule", {"Name": name}, name, "no target left"))
+    return converge(AREA, "schedule", name, steps, exists=True, detail=f"-> {spec.name}")
 
 
 # -- topic subscriptions -------------------------------------------------------------------------
@@ -739,15 +752,17 @@ def plan_notification(stage: Stage, bucket: str, specs: list[FunctionSpec]) -> R
 
 
 def plan_one(stage: Stage, spec: FunctionSpec, package: Package) -> list[Resource]:
-    resources = [
-        plan_log_group(stage, spec),
-        plan_function(stage, spec, package, read_function(stage, spec.name)),
-        plan_permissions(stage, spec),
-    ]
-    resources += map_concurrently(lambda schedule: plan_schedule(stage, spec, schedule), spec.schedules)
-    resources += plan_dropped_schedules(stage, spec)
-    resources += [plan_subscription(stage, spec, topic) for topic in spec.topics]
-    return resources
+    """The function and everything around it; none of their reads needs another's answer, so
+    they go side by side."""
+    log_group, function, permissions, schedules, dropped, subscriptions = call_concurrently(
+        lambda: plan_log_group(stage, spec),
+        lambda: plan_function(stage, spec, package, read_function(stage, spec.name)),
+        lambda: plan_permissions(stage, spec),
+        lambda: map_concurrently(lambda schedule: plan_schedule(stage, spec, schedule), spec.schedules),
+        lambda: plan_dropped_schedules(stage, spec),
+        lambda: map_concurrently(lambda topic: plan_subscription(stage, spec, topic), spec.topics),
+    )
+    return [log_group, function, permissions, *schedules, *dropped, *subscriptions]
 
 
 def build_packages(stage: Stage, specs: list[FunctionSpec]) -> list[Package]:
@@ -765,22 +780,17 @@ def plan_functions(stage: Stage, only: str | None = None) -> list[Resource]:
     specs = function_specs(stage, only)
     packages = build_packages(stage, specs)
     buckets = list(dict.fromkeys(spec.bucket for spec in specs))
-    # The buckets and the functions are read side by side (neither reads the other).
-    resources, per_function = map_concurrently(
-        lambda read: read(),
-        [
-            lambda: map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets),
-            lambda: map_concurrently(
-                lambda pair: plan_one(stage, *pair), list(zip(specs, packages, strict=True))
-            ),
-        ],
-    )
-    resources += [resource for group in per_function for resource in group]
     # The media bucket always: a function whose trigger was dropped leaves an entry to remove.
     media = stage.config.s3.buckets.media.name
-    notified = dict.fromkeys([*(t.bucket for spec in specs for t in spec.s3), media])
-    resources += [plan_notification(stage, bucket, specs) for bucket in notified]
-    return resources
+    notified = list(dict.fromkeys([*(t.bucket for spec in specs for t in spec.s3), media]))
+    # The deployment buckets, the functions and the notifications are read side by side (none
+    # reads another).
+    resources, per_function, notifications = call_concurrently(
+        lambda: map_concurrently(lambda name: plan_deployment_bucket(stage, name), buckets),
+        lambda: map_concurrently(lambda pair: plan_one(stage, *pair), zip(specs, packages, strict=True)),
+        lambda: map_concurrently(lambda bucket: plan_notification(stage, bucket, specs), notified),
+    )
+    return [*resources, *(resource for group in per_function for resource in group), *notifications]
 
 
 def plan(stage: Stage) -> list[Resource]:

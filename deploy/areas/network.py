@@ -14,7 +14,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.errors import AwsError, error_code
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 from deploy.policies import canonical, partition
 
@@ -180,7 +180,7 @@ class Layout:
 
     @property
     def igw(self) -> str:
-        return f"{self.name}-igw"
+        return igw_name(self.name)
 
     @property
     def public_routes(self) -> str:
@@ -222,6 +222,10 @@ class Layout:
     @property
     def private_tables(self) -> list[str]:
         return [self.private_routes(zone) for zone in self.zones]
+
+
+def igw_name(vpc_name: str) -> str:
+    return f"{vpc_name}-igw"
 
 
 def availability_zones(stage: Stage, count: int) -> tuple[str, ...]:
@@ -284,22 +288,22 @@ def _vpc_attribute(stage: Stage, vpc: str, attribute: str) -> bool:
     return bool(answer[key]["Value"])
 
 
-def read_vpc(stage: Stage, layout: Layout) -> VpcState:
-    vpc = _find(stage, "VPC", layout.name)
-    igw = _find(stage, "internet gateway", layout.igw)
+def read_vpc_parts(
+    stage: Stage, layout: Layout, vpc: dict[str, Any] | None, igw: dict[str, Any] | None
+) -> VpcState:
+    """The VPC found by name (None: not made yet) with its parts, read side by side."""
     if vpc is None:
         return VpcState(None, igw=igw)
     in_vpc = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
     nat_names = [layout.nat_gateway(zone) for zone in layout.zones]
-    reads: list[Callable[[], Any]] = [
+    support, hostnames, subnets, tables, nats, addresses = call_concurrently(
         partial(_vpc_attribute, stage, vpc["VpcId"], "enableDnsSupport"),
         partial(_vpc_attribute, stage, vpc["VpcId"], "enableDnsHostnames"),
         partial(_describe, stage, "subnet", in_vpc),
         partial(_describe, stage, "route table", in_vpc),
         partial(_describe, stage, "NAT gateway", in_vpc),
         partial(_describe, stage, "Elastic IP", [{"Name": "tag:Name", "Values": nat_names}]),
-    ]
-    support, hostnames, subnets, tables, nats, addresses = map_concurrently(lambda read: read(), reads)
+    )
     return VpcState(
         vpc,
         {"EnableDnsSupport": support, "EnableDnsHostnames": hostnames},
@@ -1173,37 +1177,25 @@ def subnet_group_specs(
     """The data stores' subnet groups, in the private subnets; with `public` (its subnets and what
     makes them), the Redshift one in those instead: Firehose's direct delivery reaches the clusters
     only at a public address."""
-    net = stage.config.network
 
     def members(found: tuple[str, ...] | Deferred) -> tuple[str, ...] | Deferred:
         return tuple(sorted(found)) if isinstance(found, tuple) else found
 
-    redshift_subnets, redshift_after = public or (subnets, after)
+    redshift = public or (subnets, after)
+    specs = []
+    for api, name in subnet_groups(stage):
+        placed, placed_after = redshift if api is REDSHIFT_SUBNET_GROUP else (subnets, after)
+        specs.append(SubnetGroupSpec(api, name, members(placed), stage.tags(name), vpc, placed_after))
+    return specs
+
+
+def subnet_groups(stage: Stage) -> list[tuple[SubnetGroupApi, str]]:
+    """The data stores' subnet groups: the API of each, and its name."""
+    net = stage.config.network
     return [
-        SubnetGroupSpec(
-            DB_SUBNET_GROUP,
-            net.db_subnet_group,
-            members(subnets),
-            stage.tags(net.db_subnet_group),
-            vpc,
-            after,
-        ),
-        SubnetGroupSpec(
-            REDSHIFT_SUBNET_GROUP,
-            net.redshift_subnet_group,
-            members(redshift_subnets),
-            stage.tags(net.redshift_subnet_group),
-            vpc,
-            redshift_after,
-        ),
-        SubnetGroupSpec(
-            CACHE_SUBNET_GROUP,
-            net.cache_subnet_group,
-            members(subnets),
-            stage.tags(net.cache_subnet_group),
-            vpc,
-            after,
-        ),
+        (DB_SUBNET_GROUP, net.db_subnet_group),
+        (REDSHIFT_SUBNET_GROUP, net.redshift_subnet_group),
+        (CACHE_SUBNET_GROUP, net.cache_subnet_group),
     ]
 
 
@@ -1524,22 +1516,10 @@ def own_vpc_inside(layout: Layout, state: VpcState, endpoints: Sequence[str]) ->
     )
 
 
-def plan_own_vpc(stage: Stage) -> tuple[list[Resource], Inside]:
-    layout = vpc_layout(stage)
-    state = read_vpc(stage, layout)
-    inside = own_vpc_inside(layout, state, stage.config.network.endpoints)
-    return plan_vpc_parts(stage, layout, state), inside
-
-
-def configured_vpc_inside(stage: Stage) -> Inside:
-    """A VPC named in config: nothing of it is made here; its subnets are checked to be private
-    before anything changes, and the S3 endpoint (shared by the stages in it) serves every route
-    table of it."""
-    vpc = _configured_vpc(stage, str(stage.config.network.vpc_id))
-    zones = _configured_subnets(stage, vpc)
-    require_zones(vpc, zones)
-    ec2 = stage.client("ec2")
-    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+def configured_vpc_inside(stage: Stage, zones: dict[str, str], tables: list[dict[str, Any]]) -> Inside:
+    """A VPC named in config, with its subnets' `zones` and its route `tables`: nothing of it is
+    made here; the S3 endpoint (shared by the stages in it) serves every route table of it."""
+    vpc = str(stage.config.network.vpc_id)
     tags = {**stage.tags(S3_ENDPOINT_NAME), "Name": S3_ENDPOINT_NAME}
     return Inside(
         vpc,
@@ -1552,32 +1532,97 @@ def configured_vpc_inside(stage: Stage) -> Inside:
     )
 
 
-def plan(stage: Stage) -> list[Resource]:
-    if stage.config.network.vpc_id:
-        vpc_parts, inside = [], configured_vpc_inside(stage)
-    else:
-        vpc_parts, inside = plan_own_vpc(stage)
+@dataclass(frozen=True)
+class Placement:
+    """Where the groups, subnet groups and endpoints go (with the plans of the stage's own VPC),
+    and the groups and endpoints found there."""
+
+    vpc_parts: list[Resource]
+    inside: Inside
+    app_group: GroupState
+    data_group: GroupState
+    endpoints: dict[str, EndpointState]
+
+
+def read_in_vpc(stage: Stage, vpc: Ref) -> list[Any]:
+    """The stage's two security groups and the VPC's endpoints, side by side (nothing is read in a
+    VPC still to be made)."""
     net = stage.config.network
+    return call_concurrently(
+        partial(read_group, stage, vpc, net.app_security_group),
+        partial(read_group, stage, vpc, net.data_security_group),
+        partial(read_endpoints, stage, vpc),
+    )
+
+
+def read_own_placement(stage: Stage) -> Placement:
+    """The stage's own VPC in three round trips: its zones, the VPC and its internet gateway side
+    by side; then, in the VPC, its parts beside the groups and endpoints; then the groups' rules."""
+    name = stage.config.network.vpc_name
+    layout, vpc, igw = call_concurrently(
+        partial(vpc_layout, stage),
+        partial(_find, stage, "VPC", name),
+        partial(_find, stage, "internet gateway", igw_name(name)),
+    )
+    where: Ref = vpc["VpcId"] if vpc else id_when_created("VPC", name, name)
+    state, (app_group, data_group, endpoints) = call_concurrently(
+        partial(read_vpc_parts, stage, layout, vpc, igw),
+        partial(read_in_vpc, stage, where),
+    )
+    inside = own_vpc_inside(layout, state, stage.config.network.endpoints)
+    return Placement(plan_vpc_parts(stage, layout, state), inside, app_group, data_group, endpoints)
+
+
+def checked_zones(stage: Stage, vpc: str) -> dict[str, str]:
+    """Subnet id -> zone of network.subnet_ids, checked to be private subnets of `vpc` in enough zones."""
+    zones = _configured_subnets(stage, vpc)
+    require_zones(vpc, zones)
+    return zones
+
+
+def route_tables(stage: Stage, vpc: str) -> list[dict[str, Any]]:
+    filters = [{"Name": "vpc-id", "Values": [vpc]}]
+    return stage.client("ec2").describe_route_tables(Filters=filters)["RouteTables"]
+
+
+def read_configured_placement(stage: Stage) -> Placement:
+    """A VPC named in config: its id is known, so it is checked (to exist, and its subnets to be
+    private and span the zones) while its route tables, the groups and the endpoints in it are read."""
+    vpc = str(stage.config.network.vpc_id)
+    _, zones, tables, (app_group, data_group, endpoints) = call_concurrently(
+        partial(_configured_vpc, stage, vpc),
+        partial(checked_zones, stage, vpc),
+        partial(route_tables, stage, vpc),
+        partial(read_in_vpc, stage, vpc),
+    )
+    inside = configured_vpc_inside(stage, zones, tables)
+    return Placement([], inside, app_group, data_group, endpoints)
+
+
+def read_placement(stage: Stage) -> Placement:
+    return read_configured_placement(stage) if stage.config.network.vpc_id else read_own_placement(stage)
+
+
+def plan(stage: Stage) -> list[Resource]:
+    net = stage.config.network
+    # The prefix list, the endpoint policy and the subnet groups (found by name) need nothing of
+    # the VPC: they are read beside it.
+    placement, s3_list, policy, *subnet_states = call_concurrently(
+        partial(read_placement, stage),
+        partial(s3_prefix_list, stage),
+        partial(s3_endpoint_policy, stage),
+        *(partial(api.read, stage, name) for api, name in subnet_groups(stage)),
+    )
+    inside, app_state, data_state = placement.inside, placement.app_group, placement.data_group
     # Config allows direct delivery only in the stage's own VPC, the one with public subnets.
     public = (inside.public_subnets, inside.public_after) if stage.config.firehose_cidrs() else None
     subnet_specs = subnet_group_specs(stage, inside.subnets, inside.vpc, inside.subnets_after, public)
-    reads: list[Callable[[], Any]] = [
-        partial(read_group, stage, inside.vpc, net.app_security_group),
-        partial(read_group, stage, inside.vpc, net.data_security_group),
-        partial(read_endpoints, stage, inside.vpc),
-        partial(s3_prefix_list, stage),
-        partial(s3_endpoint_policy, stage),
-        *(partial(spec.api.read, stage, spec.name) for spec in subnet_specs),
-    ]
-    app_state, data_state, endpoints, s3_list, policy, *subnet_states = map_concurrently(
-        lambda read: read(), reads
-    )
     app_group = app_state.group_id or group_id_when_created(net.app_security_group)
     data_group = data_state.group_id or group_id_when_created(net.data_security_group)
     app_spec, data_spec = group_specs(stage, app_group, data_group, s3_list)
-    no_endpoint = EndpointState(None)
+    endpoints, no_endpoint = placement.endpoints, EndpointState(None)
     return [
-        *vpc_parts,
+        *placement.vpc_parts,
         plan_group(stage, inside.vpc, app_spec, app_state, inside.vpc_after),
         plan_group(stage, inside.vpc, data_spec, data_state, inside.vpc_after),
         plan_egress(app_spec, app_state),

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import area_tasks, deploy_task
 from deploy.errors import ArgumentError, AwsError, BadInput
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, differences, tag_drift
 
 if TYPE_CHECKING:
@@ -237,10 +238,12 @@ def read_parameter_group(stage: Stage, name: str) -> ParameterGroupState:
     if not groups:  # moto answers an empty list where AWS raises DBParameterGroupNotFound
         return ParameterGroupState(False)
     group = groups[0]
-    pages = rds.get_paginator("describe_db_parameters").paginate(DBParameterGroupName=name)
-    parameters = [p for page in pages for p in page.get("Parameters", [])]
     arn = group.get("DBParameterGroupArn", "")
-    tags = rds.list_tags_for_resource(ResourceName=arn).get("TagList", []) if arn else []
+    # The group's parameters and its tags, side by side.
+    parameters, tags = call_concurrently(
+        partial(read_parameters, stage, name),
+        lambda: rds.list_tags_for_resource(ResourceName=arn).get("TagList", []) if arn else [],
+    )
     return ParameterGroupState(
         True,
         family=group.get("DBParameterGroupFamily", ""),
@@ -249,6 +252,11 @@ def read_parameter_group(stage: Stage, name: str) -> ParameterGroupState:
         apply_types={p["ParameterName"]: p["ApplyType"] for p in parameters if "ApplyType" in p},
         tags={tag["Key"]: tag["Value"] for tag in tags},
     )
+
+
+def read_parameters(stage: Stage, group: str) -> list[dict[str, Any]]:
+    pages = stage.client("rds").get_paginator("describe_db_parameters").paginate(DBParameterGroupName=group)
+    return [p for page in pages for p in page.get("Parameters", [])]
 
 
 def read_snapshot_status(stage: Stage, identifier: str) -> str:

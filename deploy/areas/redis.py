@@ -11,7 +11,7 @@ from invoke import Collection
 from deploy.areas import kms, network
 from deploy.cli import area_tasks
 from deploy.errors import error_code
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Deferred, Resource, Step, Wait, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -194,12 +194,13 @@ def read_replication_group(stage: Stage, name: str) -> RedisState:
     )
     if status not in READY:
         return state  # only waited for, or reported: the rest is not compared
-    tags = stage.client("elasticache").list_tags_for_resource(ResourceName=state.arn).get("TagList", [])
-    return replace(
-        state,
-        tags={tag["Key"]: tag["Value"] for tag in tags},
-        node=read_node(stage, _primary_cluster(group)),
+    elasticache = stage.client("elasticache")
+    # The group's tags and its primary node, side by side.
+    tags, node = call_concurrently(
+        lambda: elasticache.list_tags_for_resource(ResourceName=state.arn).get("TagList", []),
+        partial(read_node, stage, _primary_cluster(group)),
     )
+    return replace(state, tags={tag["Key"]: tag["Value"] for tag in tags}, node=node)
 
 
 def probe(stage: Stage, name: str) -> str:

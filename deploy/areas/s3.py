@@ -11,7 +11,7 @@ from invoke import Collection
 
 from deploy.cli import area_tasks
 from deploy.owned import merge_owned
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -304,8 +304,25 @@ def _statement_label(statement: dict[str, Any]) -> str:
     return f"{statement.get('Effect')} {action} for {principal} (no Sid)"
 
 
-def plan_policy(stage: Stage, name: str, policy: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def wanted_statements(stage: Stage, name: str) -> list[dict[str, Any]]:
+    """The managed statements of this stage that the bucket's policy holds: the TLS-only denial
+    every bucket has, what the stage's S3 event integrations need on a staging bucket (Redshift
+    sets up its notifications), and what its distributions need to read (by their ARN, read live)."""
+    from deploy.areas.autocopy import bucket_policy_statements
+    from deploy.areas.cdn import bucket_policy_statements as cdn_statements
+
+    return [
+        tls_only_statement(name, stage.region),
+        *bucket_policy_statements(stage, name),
+        *cdn_statements(stage, name),
+    ]
+
+
+def plan_policy(
+    stage: Stage, name: str, policy: dict[str, Any], desired: list[dict[str, Any]] | None = None
+) -> tuple[str, dict[str, Any]] | None:
     """Why the bucket policy must be rewritten and the document to write, or None when it matches.
+    `desired`: wanted_statements() of the bucket, when already read.
 
     Statements whose Sid carries the tool's prefix are managed: this stage's own converge to
     config and other stages' stay, as with lifecycle and CORS rules. Unlike those, a hand-made
@@ -315,17 +332,7 @@ def plan_policy(stage: Stage, name: str, policy: dict[str, Any]) -> tuple[str, d
     existing = [existing] if isinstance(existing, dict) else list(existing)
     managed = [s for s in existing if _managed_statement(s)]
     hand_made = [s for s in existing if not _managed_statement(s)]
-    from deploy.areas.autocopy import bucket_policy_statements
-    from deploy.areas.cdn import bucket_policy_statements as cdn_statements
-
-    # What the stage's S3 event integrations need on a staging bucket (Redshift sets up its
-    # notifications), and what its distributions need to read (by their ARN), next to the
-    # TLS-only denial every bucket has.
-    desired = [
-        tls_only_statement(name, stage.region),
-        *bucket_policy_statements(stage, name),
-        *cdn_statements(stage, name),
-    ]
+    desired = wanted_statements(stage, name) if desired is None else desired
     merged = merge_owned(managed, desired, key="Sid", owns=owns_statement(stage), normalize=_normal_statement)
     if merged is None and not hand_made:
         return None
@@ -343,7 +350,10 @@ def plan_policy(stage: Stage, name: str, policy: dict[str, Any]) -> tuple[str, d
     return "; ".join(reasons), document
 
 
-def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
+def plan_bucket(
+    stage: Stage, spec: BucketSpec, state: BucketState, statements: list[dict[str, Any]] | None = None
+) -> Resource:
+    """`statements`: wanted_statements() of the bucket, when already read."""
     name = spec.name
     steps: list[Call] = []
 
@@ -403,7 +413,7 @@ def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
             )
         else:
             call("DeleteBucketCors", "CORS rules no longer in config")
-    policy = plan_policy(stage, name, state.policy)
+    policy = plan_policy(stage, name, state.policy, statements)
     if policy is not None:
         reason, document = policy
         call("PutBucketPolicy", reason, Policy=json.dumps(document))
@@ -419,8 +429,15 @@ def plan_bucket(stage: Stage, spec: BucketSpec, state: BucketState) -> Resource:
 
 def plan(stage: Stage) -> list[Resource]:
     specs = bucket_specs(stage)
-    states = map_concurrently(lambda spec: read_bucket(stage, spec.name), specs)
-    return [plan_bucket(stage, spec, state) for spec, state in zip(specs, states, strict=True)]
+    # What the policies must hold reads the distributions (one listing a run): beside the buckets.
+    states, statements = call_concurrently(
+        lambda: map_concurrently(lambda spec: read_bucket(stage, spec.name), specs),
+        lambda: [wanted_statements(stage, spec.name) for spec in specs],
+    )
+    return [
+        plan_bucket(stage, spec, state, wanted)
+        for spec, state, wanted in zip(specs, states, statements, strict=True)
+    ]
 
 
 # -- tasks -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection
 
 from deploy.cli import deploy_task
+from deploy.parallel import call_concurrently
 from deploy.plan import Call, Check, Resource, converge
 
 if TYPE_CHECKING:
@@ -52,19 +53,22 @@ def identity_spec(stage: Stage) -> IdentitySpec:
 
 
 def read_identity(stage: Stage, domain: str) -> IdentityState:
-    """SES answers for identities it does not have by leaving them out of the result. Read once
-    per run: the plan and `up`'s closing list both need it."""
-    return stage.remember(("ses.identity", domain), lambda: _read_identity(stage, domain))
+    """The identity, read once a run (its plan and the closing list of `up` both need it)."""
+    return stage.remember(("ses", "identity", domain), lambda: _read_identity(stage, domain))
 
 
 def _read_identity(stage: Stage, domain: str) -> IdentityState:
+    """SES answers for identities it does not have by leaving them out of the result."""
     ses = stage.client("ses")
     verification = ses.get_identity_verification_attributes(Identities=[domain])["VerificationAttributes"]
     if domain not in verification:
         return IdentityState(False)
-    dkim = ses.get_identity_dkim_attributes(Identities=[domain])["DkimAttributes"].get(domain, {})
-    notes = ses.get_identity_notification_attributes(Identities=[domain])["NotificationAttributes"]
-    notes = notes.get(domain, {})
+    # An identity SES has: its DKIM and its notification settings, side by side.
+    dkim, notes = call_concurrently(
+        lambda: ses.get_identity_dkim_attributes(Identities=[domain])["DkimAttributes"],
+        lambda: ses.get_identity_notification_attributes(Identities=[domain])["NotificationAttributes"],
+    )
+    dkim, notes = dkim.get(domain, {}), notes.get(domain, {})
     return IdentityState(
         exists=True,
         verification=verification[domain].get("VerificationStatus", ""),

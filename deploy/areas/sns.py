@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, converge, tag_drift
 
 if TYPE_CHECKING:
@@ -98,8 +99,12 @@ def read_topic(stage: Stage, name: str) -> TopicState:
         if exc.response.get("Error", {}).get("Code") in ("NotFound", "NotFoundException"):
             return TopicState(False, {}, {}, frozenset())
         raise
-    tags = sns.list_tags_for_resource(ResourceArn=arn).get("Tags", [])
-    subscriptions = [(sub["Protocol"], sub["Endpoint"]) for sub in topic_subscriptions(stage, arn)]
+    # A topic that exists: its tags and subscriptions, side by side.
+    tags, listed = call_concurrently(
+        lambda: sns.list_tags_for_resource(ResourceArn=arn).get("Tags", []),
+        partial(topic_subscriptions, stage, arn),
+    )
+    subscriptions = [(sub["Protocol"], sub["Endpoint"]) for sub in listed]
     return TopicState(True, attributes, {t["Key"]: t["Value"] for t in tags}, frozenset(subscriptions))
 
 

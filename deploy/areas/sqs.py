@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from invoke import Collection
 
 from deploy.cli import area_tasks
-from deploy.parallel import map_concurrently
+from deploy.parallel import call_concurrently, map_concurrently
 from deploy.plan import Call, Resource, converge, differences, tag_drift
 
 if TYPE_CHECKING:
@@ -108,8 +108,11 @@ def read_queue(stage: Stage, name: str) -> QueueState:
     sqs, url = stage.client("sqs"), _url(stage, name)
     if url is None:
         return QueueState(None, {}, {})
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+    # A queue that exists: its attributes and tags, side by side.
+    attributes, tags = call_concurrently(
+        lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"],
+        lambda: sqs.list_queue_tags(QueueUrl=url).get("Tags", {}),
+    )
     return QueueState(url, attributes, tags)
 
 
