@@ -26,8 +26,10 @@ class Reporter:
 
     def __init__(self, *, as_json: bool = False, out: Console | None = None) -> None:
         self.as_json = as_json
-        self.out = out or Console(highlight=False, width=_width(sys.stdout))
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # No emoji codes: output is names and ARNs, where `:name:` is never meant as a smiley (and
+        # the emoji table alone takes 40 ms to load).
+        self.out = out or Console(highlight=False, emoji=False, width=_width(sys.stdout))
+        self.err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
         self._lock = threading.Lock()
         self._waits: dict[str, tuple[str, float]] = {}
         self._live: Live | None = None
