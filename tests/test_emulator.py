@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -283,6 +285,142 @@ def test_request_log_over_http(fresh: EmulatorServer, client: ClientFactory) -> 
 
 def test_health(emulator: EmulatorServer) -> None:
     assert get_json(emulator.endpoint_url + "/_emulator/health") == {"status": "ok", "pid": os.getpid()}
+
+
+# keep-alive connections and the access log of the HTTP server
+
+STS_CALL = b"Action=GetCallerIdentity&Version=2011-06-15"
+STS_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+}
+
+
+def test_a_connection_serves_one_request_after_another(fresh: EmulatorServer) -> None:
+    """werkzeug's server closed the connection after every answer: a TCP connection and a thread
+    per AWS call. The emulator's keeps it for the client's next request, with the body of each
+    request read to its end (the app may leave some, or all of it, unread)."""
+    connection = http.client.HTTPConnection("127.0.0.1", fresh.port, timeout=5)
+    connection.connect()
+    first_socket = connection.sock
+    answers = []
+    for method, path, body, headers in [
+        ("POST", "/", STS_CALL, STS_HEADERS),
+        ("GET", "/_emulator/health", b"a body nobody reads" * 1000, {}),
+        ("POST", "/", STS_CALL, STS_HEADERS),
+        ("PUT", "/_emulator/latency", iter([b'{"ms"', b": 0}"]), {"Transfer-Encoding": "chunked"}),
+        ("HEAD", "/_emulator/health", None, {}),
+        ("DELETE", "/_emulator/requests", None, {}),
+    ]:
+        chunked = "Transfer-Encoding" in headers
+        connection.request(method, path, body=body, headers=headers, encode_chunked=chunked)
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("Connection"), response.read()))
+        assert connection.sock is first_socket, f"{method} {path} closed the connection"
+    connection.close()
+
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200, 405, 200]
+    assert {keep for _, keep, _ in answers} == {None}
+    assert b"<Account>123456789012</Account>" in answers[0][2]
+    assert answers[0][2].split(b"<RequestId>")[0] == answers[2][2].split(b"<RequestId>")[0]
+    assert json.loads(answers[1][2])["status"] == "ok"
+    assert answers[4][2] == b"", "an answer to HEAD has no body, even where the app gave one"
+    assert json.loads(answers[5][2]) == {"cleared": 2}
+
+
+def serve_in_thread(app: Callable[..., Any], *, log_requests: bool = False) -> Any:
+    from deploy.emulator.server import make_emulator_server
+
+    server = make_emulator_server(app=app, log_requests=log_requests)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def odd_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """Answers a well-behaved app can give, besides a plain one: no Content-Length, a body for a
+    HEAD or a 304, a Content-Length that is wrong."""
+    path = environ["PATH_INFO"]
+    if path == "/streamed":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"first ", b"", b"second"]
+    if path == "/not-modified":
+        start_response("304 Not Modified", [("Content-Length", "5")])
+        return [b"stale"]
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"only5"]
+    start_response("200 OK", [("Content-Length", "5")])
+    return [b"plain"]
+
+
+def test_each_answer_is_framed_so_the_next_one_starts_where_it_should() -> None:
+    server = serve_in_thread(odd_app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    try:
+        answers = []
+        for method, path in [
+            ("GET", "/streamed"),
+            ("HEAD", "/plain"),
+            ("GET", "/not-modified"),
+            ("GET", "/plain"),
+        ]:
+            connection.request(method, path)
+            response = connection.getresponse()
+            answers.append((response.status, response.getheader("Transfer-Encoding"), response.read()))
+        connection.request("GET", "/short")
+        short = connection.getresponse()
+        assert short.getheader("Connection") is None  # it has not said all yet: the connection ends
+        with pytest.raises(http.client.IncompleteRead):
+            short.read()
+    finally:
+        connection.close()
+        server.shutdown()
+        server.server_close()
+
+    assert answers == [
+        (200, "chunked", b"first second"),
+        (200, None, b""),
+        (304, None, b""),
+        (200, None, b"plain"),
+    ]
+
+
+def test_closing_the_server_ends_its_idle_connections() -> None:
+    server = serve_in_thread(odd_app)
+    connection = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+    connection.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert connection.recv(4096).endswith(b"\r\n\r\nplain")
+
+    server.shutdown()
+    server.server_close()
+
+    assert connection.recv(4096) == b"", "the connection waiting for a request was closed"
+    connection.close()
+
+
+def test_access_log_is_a_line_per_request_but_not_health(capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.emulator.app import HEALTH_PATH
+
+    server = serve_in_thread(odd_app, log_requests=True)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+        for path in ("/plain", HEALTH_PATH, "/caf%C3%A9?x=1", "/not-modified"):
+            connection.request("GET", path)
+            connection.getresponse().read()
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        '"GET /plain HTTP/1.1" 200 -',
+        '"GET /café?x=1 HTTP/1.1" 200 -',
+        '"GET /not-modified HTTP/1.1" 304 -',
+    ]
+    stamp = time.strftime("%d/%b/%Y")
+    assert all(line.startswith(f"127.0.0.1 - - [{stamp} ") for line in lines)
 
 
 def put_json(url: str, body: Any) -> tuple[int, Any]:
