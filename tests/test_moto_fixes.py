@@ -402,3 +402,95 @@ def test_fast_timestamps_write_what_moto_writes(timestamp_format: str) -> None:
         assert serializer._convert_timestamp_to_str(value, timestamp_format) == original(
             serializer, value, timestamp_format
         )
+
+
+class Members:
+    """Each kind of class member that inspect.getmembers can meet."""
+
+    def method(self) -> None:
+        pass
+
+    @staticmethod
+    def static() -> None:
+        pass
+
+    @classmethod
+    def klass(cls) -> None:
+        pass
+
+    @property
+    def prop(self) -> None:
+        return None
+
+    lambda_attribute = staticmethod(lambda: None)
+    plain = lambda self: None  # noqa: E731
+    value = 3
+    builtin = len
+
+
+class Refuses:
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        raise AttributeError("refuses")
+
+
+class MoreMembers(Members):
+    def method(self) -> None:  # overridden
+        pass
+
+    refuses_function = Refuses()
+    static = None  # type: ignore[assignment]  # the base class's function, shadowed
+
+
+MoreMembers.added_later = lambda self: None  # type: ignore[attr-defined]
+
+
+def test_action_lookup_answers_as_motos_list_of_methods() -> None:
+    import importlib
+
+    import moto.core.responses
+    from moto.core.utils import method_names_from_class as motos
+
+    fixes.apply()
+    classes: list[type] = [Members, MoreMembers, moto.core.responses.BaseResponse]
+    for service in ("s3", "sqs", "sts", "ec2", "iam", "rds", "dynamodb", "sns", "events", "redshift"):
+        module = importlib.import_module(f"moto.{service}.responses")
+        classes += [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, moto.core.responses.BaseResponse)
+        ]
+    for clazz in classes:
+        fast = moto.core.responses.method_names_from_class(clazz)
+        listed = motos(clazz)
+        assert list(fast) == listed and len(fast) == len(listed) and fast == listed
+        for name in [*dir(clazz), "nothing_of_the_kind", "", "__init__", "create_queue", "list_buckets"]:
+            assert (name in fast) == (name in listed), (clazz, name)
+    assert 3 not in moto.core.responses.method_names_from_class(Members)
+
+
+def test_backend_for_host_remembered_is_motos_answer() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    fixes.apply()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    motos = DomainDispatcherApplication.get_backend_for_host.__wrapped__
+    hosts = [None, "moto_api", "instance_metadata", "s3control", "dynamodb", "dynamodbstreams", "sesv2"]
+    hosts += [f"{name}.us-east-1.amazonaws.com" for name in ("sts", "sqs", "s3", "ec2", "iam", "rds", "logs")]
+    hosts += [
+        "events.eu-west-1.amazonaws.com",
+        "cloudfront.amazonaws.com",
+        "s3.amazonaws.com",
+        "unknown.example",
+    ]
+    for host in hosts * 2:
+        assert dispatcher.get_backend_for_host(host) == motos(dispatcher, host), host
+    assert dispatcher.get_backend_for_host("sts.us-east-1.amazonaws.com") == "sts"
+    assert None not in dispatcher._backend_of_host and "unknown.example" not in dispatcher._backend_of_host
+
+
+def test_a_module_function_moto_no_longer_has_fails_loudly() -> None:
+    import types
+
+    module = types.ModuleType("moto.somewhere")
+    with pytest.raises(fixes.MotoFixError, match=r"moto has no moto\.somewhere\.helper"):
+        fixes._wrapped(module, "helper", "fix", lambda original: original)

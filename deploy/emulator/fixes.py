@@ -12,8 +12,10 @@ something fails loudly instead of being patched over silently.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,25 +33,29 @@ class MotoFixError(RuntimeError):
     """Moto no longer looks the way a fix expects: review the fix against the new moto."""
 
 
-def _require(owner: type, *names: str, fix: str) -> None:
+def _require(owner: type | ModuleType, *names: str, fix: str) -> None:
     """Fail unless moto still has `owner.name` for each name (a method, property or class attribute)."""
     for name in names:
         if not hasattr(owner, name):
             raise _gone(owner, name, fix)
 
 
-def _gone(owner: type, name: str, fix: str) -> MotoFixError:
+def _gone(owner: type | ModuleType, name: str, fix: str) -> MotoFixError:
     return MotoFixError(
-        f"{fix}: moto has no {owner.__module__}.{owner.__name__}.{name} any more (moto "
+        f"{fix}: moto has no {_where(owner)}.{name} any more (moto "
         f"{_installed_moto()}, fix written for {MOTO_VERSION}); check whether the fix is still needed"
     )
+
+
+def _where(owner: type | ModuleType) -> str:
+    return owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__name__}"
 
 
 def _is_ours(function: object, fix: str) -> bool:
     return getattr(function, FIX_MARK, None) == fix
 
 
-def _install(owner: type, name: str, fix: str, function: Callable[..., Any]) -> None:
+def _install(owner: type | ModuleType, name: str, fix: str, function: Callable[..., Any]) -> None:
     setattr(function, FIX_MARK, fix)
     setattr(owner, name, function)
 
@@ -65,9 +71,9 @@ def _replaced(owner: type, name: str, fix: str, function: Callable[..., Any]) ->
 
 
 def _wrapped(
-    owner: type, name: str, fix: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+    owner: type | ModuleType, name: str, fix: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
-    """Replace moto's `owner.name` with `wrap(moto's function)`; once."""
+    """Replace moto's `owner.name` (a class's or a module's) with `wrap(moto's function)`; once."""
     current = owner.__dict__.get(name)
     if _is_ours(current, fix):
         return
@@ -632,6 +638,111 @@ def fix_s3_listing_fast() -> None:
     _overridden(S3Response, "serialized", "s3_listing_fast", _fast_listing)
 
 
+# Hosts a server app has resolved to a backend, at most this many (they are few: a host is named
+# after a service and a region).
+BACKEND_HOSTS_KEPT = 1024
+
+
+def _backend_for_host_cached(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        known = self.__dict__.setdefault("_backend_of_host", {})
+        backend = known.get(host)
+        if backend is None:
+            backend = original(self, host)
+            # Found or not depends on the host alone: moto's folders and its URL patterns. Only a
+            # found one is kept, so an unknown host still gets moto's message every time.
+            if backend is not None and len(known) < BACKEND_HOSTS_KEPT:
+                known[host] = backend
+        return backend
+
+    return get_backend_for_host
+
+
+def fix_server_backend_for_host_cached() -> None:
+    """moto's server finds the backend of every request's host by listing its own package folders
+    (`list_of_moto_modules`: a listdir and ~200 isdir calls) and then trying ~300 URL patterns,
+    all under the dispatcher's lock: a few percent of the emulator's CPU per request. The answer
+    for a host never changes: remember it per host."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    fix = "server_backend_for_host_cached"
+    _wrapped(DomainDispatcherApplication, "get_backend_for_host", fix, _backend_for_host_cached)
+
+
+def has_function(clazz: type, name: str) -> bool:
+    """Whether `name` is among `moto.core.utils.method_names_from_class(clazz)` (the names that
+    `inspect.getmembers(clazz, inspect.isfunction)` gives), from that one name alone."""
+    for klass in clazz.__mro__:
+        if name in klass.__dict__:
+            break
+    else:
+        return False  # not in dir(clazz)
+    try:
+        value = getattr(clazz, name)
+    except AttributeError:
+        value = klass.__dict__[name]  # as getmembers falls back to, for a descriptor that refuses
+    return inspect.isfunction(value)
+
+
+class FunctionNames(Sequence[str]):
+    """moto's `method_names_from_class(clazz)`, a list made only if it is read as one: `name in`
+    asks the class about that name alone."""
+
+    def __init__(self, clazz: type, names_of: Callable[[type], list[str]]) -> None:
+        self._clazz = clazz
+        self._names_of = names_of
+        self._names: list[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and has_function(self._clazz, name)
+
+    def _all(self) -> list[str]:
+        if self._names is None:
+            self._names = self._names_of(self._clazz)
+        return self._names
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]  # a list is not hashable either
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def _lazy_method_names(original: Callable[[Any], list[str]]) -> Callable[[Any], Sequence[str]]:
+    @functools.wraps(original)
+    def method_names_from_class(clazz: Any) -> Sequence[str]:
+        if not isinstance(clazz, type) or any(type(klass) is not type for klass in clazz.__mro__):
+            return original(clazz)  # a metaclass may list its members its own way
+        return FunctionNames(clazz, original)
+
+    return method_names_from_class
+
+
+def fix_action_lookup_by_name() -> None:
+    """moto's BaseResponse.call_action asks whether the request's action is a method of the
+    response class with `action in method_names_from_class(cls)`: `inspect.getmembers` over the
+    class's ~100-300 attributes, sorted, on every request (a few percent of the emulator's CPU).
+    Answer that membership from the class's own attributes for that one name; the list is still
+    made if anything reads it as a list."""
+    import moto.core.responses
+
+    fix = "action_lookup_by_name"
+    _require(moto.core.responses.BaseResponse, "call_action", fix=fix)
+    _wrapped(moto.core.responses, "method_names_from_class", fix, _lazy_method_names)
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     fix_rds_modify_db_subnet_group_keeps_group,
     fix_redshift_modify_cluster_subnet_group,
@@ -646,6 +757,8 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_serialize_in_process_requests,
     fix_serialize_timestamps_fast,
     fix_s3_listing_fast,
+    fix_server_backend_for_host_cached,
+    fix_action_lookup_by_name,
 )
 
 
