@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -409,6 +411,9 @@ def test_access_log_is_a_line_per_request_but_not_health(capsys: pytest.CaptureF
             connection.request("GET", path)
             connection.getresponse().read()
         connection.close()
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as bad:
+            bad.sendall(b"NONSENSE\r\n\r\n")
+            assert b"Error code: 400" in bad.makefile("rb").read()  # an HTTP/0.9 answer: no head
     finally:
         server.shutdown()
         server.server_close()
@@ -418,9 +423,113 @@ def test_access_log_is_a_line_per_request_but_not_health(capsys: pytest.CaptureF
         '"GET /plain HTTP/1.1" 200 -',
         '"GET /café?x=1 HTTP/1.1" 200 -',
         '"GET /not-modified HTTP/1.1" 304 -',
+        '"NONSENSE" 400 -',
     ]
     stamp = time.strftime("%d/%b/%Y")
     assert all(line.startswith(f"127.0.0.1 - - [{stamp} ") for line in lines)
+
+
+HEADS = [
+    b"Host: 127.0.0.1:4566\r\nAccept-Encoding: identity\r\nContent-Type: application/x-www-form-urlencoded;"
+    b" charset=utf-8\r\nUser-Agent: Boto3/1.44.8 md/Botocore#1.44.8\r\nX-Amz-Date: 20261128T185128Z\r\n"
+    b"Authorization: AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/ec2/aws4_request, "
+    b"SignedHeaders=content-type;host;x-amz-date, Signature=69065661cb\r\nContent-Length: 157\r\n\r\n",
+    b"\r\n",
+    b"X-Empty:\r\nX-Spaces:  \t padded \t \r\nX-Colons: a:b::c\r\nx-twice: 1\r\nX-Twice: 2\r\n\r\n",
+    b"X-Folded: first\r\n  second\r\n\tthird\r\nHost: x\r\n\r\n",
+    b"X-Bare-LF: value\nHost: x\n\n",
+    b"X-Bare-CR: one\rtwo\r\n\r\n",
+    b"X-Latin: caf\xe9 \x85 \x0b \x1c end\r\n\r\n",
+    b"From someone\r\nHost: x\r\n\r\n",
+    b": no name\r\nHost: x\r\n\r\n",
+    b"No colon at all\r\nHost: x\r\n\r\n",
+    b"Bad Name: spaced\r\nHost: x\r\n\r\n",
+    b"Content-Type: multipart/form-data; boundary=xyz\r\nHost: x\r\n\r\n",
+    b"Content-Type: message/delivery-status\r\n\r\n",
+    b"Content-Type: MESSAGE/rfc822\r\n\r\n",
+    b"Host: x\r\nX-Cut: the end never comes",
+    b"Host: x\r\n",
+]
+
+
+def fields_of(message: Any) -> dict[str, Any]:
+    """A parsed head, field by field (defects and parts by what they hold: they compare by identity)."""
+    fields = {**vars(message), "defects": [repr(defect) for defect in message.defects]}
+    if isinstance(message._payload, list):
+        fields["_payload"] = [fields_of(part) for part in message._payload]
+    return fields
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_headers_read_as_the_email_parser_reads_them(head: bytes) -> None:
+    from deploy.emulator.server import read_headers
+
+    fast, slow = io.BytesIO(head + b"the body"), io.BytesIO(head + b"the body")
+
+    ours = read_headers(fast, http.client.HTTPMessage)
+    theirs = http.client.parse_headers(slow)
+
+    assert type(ours) is type(theirs)
+    assert fields_of(ours) == fields_of(theirs)
+    assert fast.read() == slow.read()
+
+
+def test_a_plain_head_is_read_without_the_email_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.parser
+
+    from deploy.emulator.server import read_headers
+
+    monkeypatch.setattr(email.parser, "Parser", None)  # calling it would fail
+
+    headers = read_headers(io.BytesIO(HEADS[0]), http.client.HTTPMessage)
+
+    assert headers["Content-Length"] == "157" and len(headers) == 7
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"POST / HTTP/1.1",
+        b"GET /a//b?x=1 HTTP/1.0",
+        b"GET //evil.example/x HTTP/1.1",
+        b"GET /path",
+        b"POST /path",
+        b"GET / HTTP/2.0",
+        b"GET / HTTP/1.1.1",
+        b"GET / HTTPS/1.1",
+        b"GET / HTTP/01.x",
+        b"GET / HTTP/1.12345678901",
+        b"GET a b HTTP/1.1",
+        b"   ",
+    ],
+)
+@pytest.mark.parametrize(
+    "head",
+    [b"Host: x\r\n\r\n", b"Connection: close\r\n\r\n", b"Connection: Keep-Alive\r\n\r\n", *HEADS[5:9]],
+)
+def test_requests_parsed_as_http_server_parses_them(request_line: bytes, head: bytes) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from deploy.emulator.server import QuietRequestHandler
+
+    def handler() -> Any:
+        made = object.__new__(QuietRequestHandler)
+        made.raw_requestline = request_line + b"\r\n"
+        made.rfile, made.wfile = io.BytesIO(head + b"body"), io.BytesIO()
+        made.client_address = ("127.0.0.1", 1)
+        return made
+
+    ours, theirs = handler(), handler()
+    parsed = [QuietRequestHandler.parse_request(ours), BaseHTTPRequestHandler.parse_request(theirs)]
+
+    assert parsed[0] == parsed[1]
+    for name in ("command", "path", "request_version", "requestline", "close_connection"):
+        assert getattr(ours, name, None) == getattr(theirs, name, None), name
+    if hasattr(theirs, "headers"):
+        assert fields_of(ours.headers) == fields_of(theirs.headers)
+    assert ours.rfile.read() == theirs.rfile.read()
+    answered = [re.sub(rb"Date: [^\r]*", b"", made.wfile.getvalue()) for made in (ours, theirs)]
+    assert answered[0] == answered[1]
 
 
 def put_json(url: str, body: Any) -> tuple[int, Any]:
