@@ -494,3 +494,117 @@ def test_a_module_function_moto_no_longer_has_fails_loudly() -> None:
     module = types.ModuleType("moto.somewhere")
     with pytest.raises(fixes.MotoFixError, match=r"moto has no moto\.somewhere\.helper"):
         fixes._wrapped(module, "helper", "fix", lambda original: original)
+
+
+def request_handler(headers: list[tuple[str, str]]) -> Any:
+    """moto's server request handler with a request read, as make_environ finds it."""
+    import http.client
+    import io
+    import types
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    handler = object.__new__(MotoRequestHandler)
+    handler.headers = http.client.HTTPMessage()
+    for name, value in headers:
+        handler.headers[name] = value
+    handler.path, handler.command, handler.request_version = "/bucket/key?x=%20y", "PUT", "HTTP/1.1"
+    handler.client_address = ("127.0.0.1", 40000)
+    handler.rfile = io.BytesIO(b"")
+    handler.connection = object()  # no TLS
+    handler.server = types.SimpleNamespace(
+        ssl_context=None,
+        server_address=("127.0.0.1", 4566),
+        multithread=True,
+        multiprocess=False,
+        _server_version="Werkzeug/test",
+    )
+    return handler
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Host", "s3.amazonaws.com"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+        [("X-Amz-Meta-Dashed", "1"), ("x-amz-meta-twice", "a"), ("X-Amz-Meta-Twice", "b")],
+        [("x-amz-meta-my_key", "u"), ("Host", "x")],
+        [("x-amz-meta-my-key", "dashed"), ("x-amz-meta-my_key", "underscored")],
+        [("Other_Header", "dropped by werkzeug"), ("Host", "x")],
+        [],
+    ],
+)
+def test_server_environ_is_motos_own(headers: list[tuple[str, str]]) -> None:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    fixes.apply()
+    motos = MotoRequestHandler.make_environ.__wrapped__
+
+    handler = request_handler(headers)
+
+    assert MotoRequestHandler.make_environ(handler) == motos(handler)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Name", "ns:Name", "@attr", "?pi", "!x", "a<b", "a/b", 'a"b', "a=b", "a b", "a\tb", "é", "", 3, None],
+)
+def test_xml_names_are_checked_as_xmltodict_checks_them(name: Any) -> None:
+    import xmltodict
+
+    fixes.apply()
+    motos = xmltodict._validate_name.__wrapped__
+    for _ in range(2):  # the second time, from what the fix remembers
+        for kind in ("element", "attribute"):
+            try:
+                expected: Any = motos(name, kind)
+            except ValueError as error:
+                expected = str(error)
+            try:
+                got: Any = xmltodict._validate_name(name, kind)
+            except ValueError as error:
+                got = str(error)
+            assert got == expected
+
+
+def test_xml_answers_are_what_xmltodict_wrote() -> None:
+    import xmltodict
+
+    document = {
+        "DescribeThingsResponse": {
+            "@xmlns": "https://example.com/doc/",
+            "Things": {"member": [{"Name": "a & b", "Size": 3, "On": True}, {"Name": None}]},
+            "Empty": "",
+            "List": [],
+        }
+    }
+    fixes.apply()
+    fast = xmltodict.unparse(document, full_document=False, short_empty_elements=True)
+    for bad in ({"a b": "x"}, {"Ok": {"@bad=": "1"}}):
+        with pytest.raises(ValueError, match="Invalid"):
+            xmltodict.unparse(bad, full_document=False)
+    original = xmltodict._validate_name
+    try:
+        xmltodict._validate_name = original.__wrapped__
+        slow = xmltodict.unparse(document, full_document=False, short_empty_elements=True)
+    finally:
+        xmltodict._validate_name = original
+    assert fast == slow
+
+
+def test_random_strings_draw_what_moto_draws() -> None:
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    fixes.apply()
+    motos = MotoRandom.get_random_string.__wrapped__
+    ours, theirs = MotoRandom(20261128), MotoRandom(20261128)
+    for length, digits, lower in [
+        (52, True, False),
+        (20, True, False),
+        (8, False, True),
+        (1, True, True),
+        (0, True, False),
+    ]:
+        for _ in range(50):
+            assert ours.get_random_string(length, digits, lower) == motos(theirs, length, digits, lower)
+    assert ours.get_random_string() == motos(theirs)
+    assert ours.uuid4() == theirs.uuid4(), "the two generators are in the same state afterwards"

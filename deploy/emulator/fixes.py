@@ -743,6 +743,105 @@ def fix_action_lookup_by_name() -> None:
     _wrapped(moto.core.responses, "method_names_from_class", fix, _lazy_method_names)
 
 
+def _plain_headers_environ(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    @functools.wraps(original)
+    def make_environ(self: Any) -> dict[str, Any]:
+        from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        if any("_" in name for name in self.headers):
+            return original(self)
+        # No name to preserve (moto keeps only names with an underscore): werkzeug's environ, as
+        # moto's own would leave it.
+        environ = super(MotoRequestHandler, self).make_environ()
+        environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {}
+        return environ
+
+    return make_environ
+
+
+def fix_server_environ_of_plain_headers() -> None:
+    """moto's server request handler rebuilds the environ key of every header and checks every
+    header name, to keep the spelling of S3 metadata names with underscores: work for nothing
+    on a request whose header names have no underscore (nearly all). Skip it for those."""
+    from moto.core.request import should_preserve_original_header_name
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    fix = "server_environ_of_plain_headers"
+    if should_preserve_original_header_name("x-amz-meta-dashed-only"):
+        raise MotoFixError(f"{fix}: moto now keeps header names without an underscore; review the fix")
+    _wrapped(MotoRequestHandler, "make_environ", fix, _plain_headers_environ)
+
+
+XML_NAMES_KEPT = 10_000
+
+
+def _validated_names(original: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
+    valid: set[tuple[str, str]] = set()
+
+    @functools.wraps(original)
+    def _validate_name(value: Any, kind: str) -> None:
+        if type(value) is not str or (value, kind) not in valid:
+            original(value, kind)  # raises for a name that is not valid
+            if type(value) is str and len(valid) < XML_NAMES_KEPT:
+                valid.add((value, kind))
+
+    return _validate_name
+
+
+def fix_xml_names_validated_once() -> None:
+    """moto writes XML answers with xmltodict.unparse, which checks every element name character
+    by character, on every element of every answer (a tenth of the XML writing). The names come
+    from the service models, a few hundred: check each once."""
+    import xmltodict
+
+    _require(xmltodict, "unparse", "_emit", fix="xml_names_validated_once")
+    _wrapped(xmltodict, "_validate_name", "xml_names_validated_once", _validated_names)
+
+
+def _random_string(original: Callable[..., str]) -> Callable[..., str]:
+    import string
+
+    @functools.wraps(original)
+    def get_random_string(
+        self: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:
+        pool = string.ascii_letters + string.digits if include_digits else string.ascii_letters
+        # Random.choice(pool) for each character, inline: the same draws, so a seeded moto still
+        # gives the same identifiers after it.
+        size = len(pool)
+        bits = size.bit_length()
+        getrandbits = self.getrandbits
+        chosen = []
+        for _ in range(length):
+            drawn = getrandbits(bits)
+            while drawn >= size:
+                drawn = getrandbits(bits)
+            chosen.append(pool[drawn])
+        text = "".join(chosen)
+        return text.lower() if lower_case else text
+
+    return get_random_string
+
+
+def fix_random_strings_fast() -> None:
+    """moto draws every request id (52 characters) with random.choice per character, two Python
+    calls a character: a few percent of the emulator's CPU per request. Draw the same characters
+    with the same random bits in one loop."""
+    import random
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    fix = "random_strings_fast"
+    same_draws = (
+        MotoRandom.choice is random.Random.choice
+        and MotoRandom._randbelow is random.Random._randbelow_with_getrandbits
+    )
+    if not same_draws:
+        raise MotoFixError(f"{fix}: moto or Python now draws random choices differently; review the fix")
+    _wrapped(MotoRandom, "get_random_string", fix, _random_string)
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     fix_rds_modify_db_subnet_group_keeps_group,
     fix_redshift_modify_cluster_subnet_group,
@@ -759,6 +858,9 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_s3_listing_fast,
     fix_server_backend_for_host_cached,
     fix_action_lookup_by_name,
+    fix_server_environ_of_plain_headers,
+    fix_xml_names_validated_once,
+    fix_random_strings_fast,
 )
 
 
