@@ -532,6 +532,47 @@ def test_requests_parsed_as_http_server_parses_them(request_line: bytes, head: b
     assert answered[0] == answered[1]
 
 
+def test_a_queue_may_have_messages_only_when_moto_would_give_one(aws: None) -> None:
+    from deploy.emulator.longpoll import may_have_messages
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="iotile-worker-local")["QueueUrl"]
+    boto3.client("sqs", region_name="eu-west-1").create_queue(QueueName="iotile-worker-local")
+
+    assert may_have_messages("http://localhost/123456789012/no-such-queue"), "moto answers that one"
+    assert not may_have_messages(url)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    assert not may_have_messages(url), "a delayed message is not given yet"
+    sqs.send_message(QueueUrl=url, MessageBody="now")
+    assert may_have_messages(url)
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "now"
+    assert not may_have_messages(url), "a message in flight is not given again yet"
+
+
+def test_an_idle_long_poll_asks_moto_twice(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first poll (for an error, or a message already there) and the last (the empty answer):
+    in between, moto has nothing to give."""
+    from deploy.emulator import longpoll
+
+    url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="idle")["QueueUrl"]
+    monkeypatch.setattr(longpoll, "IDLE_POLL_SECONDS", 0.05)
+    polls: list[bytes] = []
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        polls.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"<ReceiveMessageResponse><ReceiveMessageResult/></ReceiveMessageResponse>"]
+
+    body = f"Action=ReceiveMessage&QueueUrl={url}&WaitTimeSeconds=1".encode()
+    began = time.monotonic()
+    longpoll.serve_long_poll(
+        {"CONTENT_TYPE": "application/x-www-form-urlencoded"}, body, lambda *_: None, serve
+    )
+
+    assert time.monotonic() - began >= 1.0
+    assert len(polls) == 2 and all(b"WaitTimeSeconds=0" in poll for poll in polls)
+
+
 def put_json(url: str, body: Any) -> tuple[int, Any]:
     request = urllib.request.Request(url, json.dumps(body).encode(), method="PUT")
     try:
