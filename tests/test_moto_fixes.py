@@ -608,3 +608,79 @@ def test_random_strings_draw_what_moto_draws() -> None:
             assert ours.get_random_string(length, digits, lower) == motos(theirs, length, digits, lower)
     assert ours.get_random_string() == motos(theirs)
     assert ours.uuid4() == theirs.uuid4(), "the two generators are in the same state afterwards"
+
+
+def alike(one: Any, other: Any, depth: int = 0) -> bool:
+    """Equal, or objects of one class holding alike values (a property may make a new view each
+    time it is read)."""
+    if one is other or (type(one) is type(other) and one == other):
+        return True
+    if type(one) is not type(other) or depth > 6:
+        return False
+    if isinstance(one, list | tuple):
+        return len(one) == len(other) and all(alike(a, b, depth + 1) for a, b in zip(one, other, strict=True))
+    if isinstance(one, dict):
+        return one.keys() == other.keys() and all(alike(one[k], other[k], depth + 1) for k in one)
+    return hasattr(one, "__dict__") and alike(vars(one), vars(other), depth + 1)
+
+
+def test_serializer_reads_each_member_as_moto_does(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every member value the serializer reads, by the names it remembers, against moto's own
+    reading, over answers of services with and without response transformers and aliases."""
+    from moto.core.serialize import ResponseSerializer
+
+    fixes.apply()
+    remembered = ResponseSerializer.get_value
+    motos = remembered.__wrapped__
+    compared: list[str] = []
+
+    def both(self: Any, value: Any, key: str, shape: Any) -> Any:
+        got = remembered(self, value, key, shape)
+        expected = motos(self, value, key, shape)
+        assert alike(got, expected), (self.operation_name, ".".join(self.path), key)
+        compared.append(key)
+        return got
+
+    monkeypatch.setattr(ResponseSerializer, "get_value", both)
+    ec2, iam, sns, sqs = client("ec2"), client("iam"), client("sns"), client("sqs")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")
+    ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument=QUEUE_POLICY, Tags=[{"Key": "k", "Value": "v"}])
+    iam.create_policy(PolicyName="p", PolicyDocument=QUEUE_POLICY)
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    sqs.create_queue(QueueName="q", Attributes={"Policy": QUEUE_POLICY})
+    cloudformation = client("cloudformation")
+    template = json.dumps(
+        {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "cq"}}}}
+    )
+    cloudformation.create_stack(StackName="s", TemplateBody=template)
+    for _ in range(2):  # the second time, by the names remembered
+        ec2.describe_vpcs()
+        ec2.describe_subnets()
+        ec2.describe_security_groups()
+        ec2.describe_route_tables()
+        iam.get_role(RoleName="r")
+        iam.list_roles()
+        iam.get_account_authorization_details()
+        sns.get_topic_attributes(TopicArn=topic)
+        sns.list_topics()
+        cloudformation.describe_stacks()
+        cloudformation.describe_stack_resources(StackName="s")
+        cloudformation.list_stack_resources(StackName="s")
+        with pytest.raises(ClientError):
+            iam.get_role(RoleName="missing")
+
+    assert len(compared) > 1000
+
+
+@pytest.mark.parametrize(
+    "name", ["DescribeVpcs", "GetQueueURL", "ListDBInstances", "x", "", "ABC", "already_snake", "With Space"]
+)
+def test_action_names_are_converted_as_moto_converts_them(name: str) -> None:
+    import moto.core.responses
+    from moto.core.utils import camelcase_to_underscores
+
+    fixes.apply()
+    for _ in range(2):
+        assert moto.core.responses.camelcase_to_underscores(name) == camelcase_to_underscores(name)

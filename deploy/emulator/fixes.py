@@ -842,6 +842,124 @@ def fix_random_strings_fast() -> None:
     _wrapped(MotoRandom, "get_random_string", fix, _random_string)
 
 
+# Action names converted to method names, at most this many (a service has a few hundred actions).
+ACTION_NAMES_KEPT = 10_000
+
+
+def _converted_once(original: Callable[[str], str]) -> Callable[[str], str]:
+    converted: dict[str, str] = {}
+
+    @functools.wraps(original)
+    def camelcase_to_underscores(argument: str) -> str:
+        if type(argument) is not str:
+            return original(argument)
+        name = converted.get(argument)
+        if name is None:
+            name = original(argument)
+            if len(converted) < ACTION_NAMES_KEPT:
+                converted[argument] = name
+        return name
+
+    return camelcase_to_underscores
+
+
+def fix_action_names_converted_once() -> None:
+    """moto's call_action turns the request's action (DescribeVpcs) into its method name
+    (describe_vpcs) character by character, with string concatenation, on every request. The
+    answer depends on the name alone: convert each once."""
+    import moto.core.responses
+
+    _wrapped(moto.core.responses, "camelcase_to_underscores", "action_names_converted_once", _converted_once)
+
+
+# Candidate attribute names the serializer has worked out, at most this many (one per member of
+# a shape the emulator has answered with, and class of the object it was read from).
+PICKED_KEYS_KEPT = 50_000
+
+
+def _remembered_keys(original: Callable[..., Any]) -> Callable[..., Any]:
+    import moto.core.serialize as serialize
+
+    known_providers = list(serialize.DEFAULT_ALIAS_PROVIDERS)
+    pickers = (serialize.AttributePicker, serialize.XFormedAttributePicker)
+    remembered: dict[tuple[Any, ...], list[str]] = {}
+
+    @functools.wraps(original)
+    def get_value(self: Any, value: Any, key: str, shape: Any) -> Any:
+        picker = self._value_picker
+        if type(picker) not in pickers or shape is None or picker.alias_providers != known_providers:
+            return original(self, value, key, shape)
+        try:
+            # Everything the default alias providers read: the key; the shape, its parent (a
+            # structure's members are its own) and so its names and serialization; the class name
+            # of the object; the object's explicit alias for the key (Meta.serialization_aliases).
+            missing = serialize.MISSING
+            meta = getattr(value, "Meta", missing)
+            aliases = getattr(meta, "serialization_aliases", missing) if meta is not missing else missing
+            explicit = aliases[key] if aliases is not missing and key in aliases else missing
+            parent = getattr(shape, "parent", missing)
+            asked = (type(picker), key, shape, parent, value.__class__.__name__, explicit)
+            keys = remembered.get(asked)
+        except Exception:
+            return original(self, value, key, shape)
+        if keys is None:
+            context = serialize.AttributePickerContext(
+                obj=value,
+                key=key,
+                shape=shape,
+                operation_model=self.operation_model,
+                service_model=self.operation_model.service_model,
+                key_path=".".join(self.path),
+            )
+            try:
+                keys = list(picker.get_possible_keys(context))
+            except Exception:
+                return original(self, value, key, shape)
+            if len(remembered) < PICKED_KEYS_KEPT:
+                remembered[asked] = keys
+        # AttributePicker.__call__, with those keys.
+        for possible_key in keys:
+            found = serialize.get_value(value, possible_key, serialize.MISSING)
+            if found is not serialize.MISSING:
+                break
+        else:
+            found = None
+        if picker.response_transformers:
+            key_path = f"{'.'.join(self.path)}.{key}"
+            for transform_path, transform in picker.response_transformers.items():
+                if key_path.endswith(transform_path):
+                    return transform(found)
+        return found
+
+    return get_value
+
+
+def fix_serializer_remembers_attribute_names() -> None:
+    """moto's response serializer finds each member's value on the backend object by trying the
+    names six alias providers suggest (an object of each made per member, per object, per
+    answer): most of the time it spends walking a result. The names depend only on the member's
+    shape, the object's class and its explicit aliases: work them out once for each, and read
+    the value as moto does. A picker with other providers still goes through moto."""
+    import moto.core.serialize as serialize
+
+    fix = "serializer_remembers_attribute_names"
+    _require(serialize.AttributePicker, "get_possible_keys", fix=fix)
+    _require(serialize, "AttributePickerContext", "DEFAULT_ALIAS_PROVIDERS", "MISSING", "get_value", fix=fix)
+    expected = [
+        "ExplicitAlias",
+        "ShapeNameAlias",
+        "NoAlias",
+        "ShapePrefixAlias",
+        "ClassPrefixAlias",
+        "ModelAlias",
+    ]
+    if [provider.__name__ for provider in serialize.DEFAULT_ALIAS_PROVIDERS] != expected:
+        raise MotoFixError(
+            f"{fix}: moto's alias providers changed; check what they read before keeping the fix"
+        )
+    _wrapped(serialize.ResponseSerializer, "get_value", fix, _remembered_keys)
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     fix_rds_modify_db_subnet_group_keeps_group,
     fix_redshift_modify_cluster_subnet_group,
@@ -861,6 +979,8 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_server_environ_of_plain_headers,
     fix_xml_names_validated_once,
     fix_random_strings_fast,
+    fix_serializer_remembers_attribute_names,
+    fix_action_names_converted_once,
 )
 
 
