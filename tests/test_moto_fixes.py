@@ -684,3 +684,70 @@ def test_action_names_are_converted_as_moto_converts_them(name: str) -> None:
     fixes.apply()
     for _ in range(2):
         assert moto.core.responses.camelcase_to_underscores(name) == camelcase_to_underscores(name)
+
+
+def random_xml_value(draw: Any, depth: int) -> Any:
+    """A value as moto's serializers hand xmltodict, odd ones included."""
+    texts = ["", "plain", "a & b < c > d", "quote \" and ' both", "line\nbreak\ttab\r", "ü é ☃", " "]
+    scalars = [*texts, 0, 7, -1.5, True, False, None, b"bytes \xff", bytearray(b"ba")]
+    if depth > 3 or draw.random() < 0.35:
+        return draw.choice(scalars)
+    kind = draw.random()
+    if kind < 0.2:
+        return [random_xml_value(draw, depth + 1) for _ in range(draw.randrange(0, 4))]
+    if kind < 0.25:
+        return tuple(random_xml_value(draw, depth + 1) for _ in range(draw.randrange(0, 3)))
+    names = ["Name", "member", "item", "Tags", "ns:Prefixed", "x-y.z_1", "Value"]
+    mapping: dict[Any, Any] = {}
+    for _ in range(draw.randrange(0, 5)):
+        roll = draw.random()
+        if roll < 0.15:
+            mapping["@" + draw.choice(["id", "type", "xmlns:xsi"])] = draw.choice(scalars)
+        elif roll < 0.22:
+            mapping["@xmlns"] = draw.choice(["https://example.com/doc/", {"": "u", "p": None, "q": 1}])
+        elif roll < 0.3:
+            mapping["#text"] = draw.choice(scalars)
+        elif roll < 0.35:
+            mapping[draw.choice(names)] = []
+        else:
+            mapping[draw.choice(names)] = random_xml_value(draw, depth + 1)
+    return mapping
+
+
+@pytest.mark.parametrize("full_document", [True, False])
+@pytest.mark.parametrize("short_empty_elements", [True, False])
+def test_xml_written_plainly_is_what_xmltodict_writes(
+    full_document: bool, short_empty_elements: bool
+) -> None:
+    import random
+
+    import xmltodict
+
+    fixes.apply()
+    draw = random.Random(20261128)
+    documents: list[Any] = [
+        {"Only": None},
+        {"Only": ""},
+        {"Only": []},
+        {"Only": [1, 2]},
+        {"One": 1, "Two": 2},
+        {},
+        {"#comment": "a note", "Root": {"#comment": ["x", None], "A": 1}},
+        {"Root": {"bad name": 1}},
+        {"Root": {"@bad=": 1}},
+        {"Root": {"@xmlns": {"bad prefix": "u"}}},
+        {3: "number as a name"},
+        {"Root": {"Gen": (x for x in [])}},
+    ]
+    documents += [{"Root": random_xml_value(draw, 0)} for _ in range(400)]
+    documents += [{draw.choice(["A", "B"]): random_xml_value(draw, 1) for _ in range(2)} for _ in range(50)]
+    for document in documents:
+        outcomes = []
+        for unparse in (xmltodict.unparse, xmltodict.unparse.__wrapped__):
+            try:
+                outcomes.append(
+                    unparse(document, full_document=full_document, short_empty_elements=short_empty_elements)
+                )
+            except ValueError as error:
+                outcomes.append(f"ValueError: {error}")
+        assert outcomes[0] == outcomes[1], document

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
     from moto.core.responses import ActionResult
@@ -799,6 +801,160 @@ def fix_xml_names_validated_once() -> None:
     _wrapped(xmltodict, "_validate_name", "xml_names_validated_once", _validated_names)
 
 
+class _NotPlain(Exception):
+    """A document with what the plain XML writer leaves to xmltodict (comments)."""
+
+
+class _XmlWriter:
+    """xmltodict's XML generator (xml.sax.saxutils.XMLGenerator), writing into a list."""
+
+    __slots__ = ("out", "pending", "short")
+
+    def __init__(self, short_empty_elements: bool) -> None:
+        self.out: list[str] = []
+        self.pending = False
+        self.short = short_empty_elements
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        if self.pending:
+            self.out.append(">")
+            self.pending = False
+        self.out.append("<" + name)
+        for attr, value in attrs.items():
+            self.out.append(f" {attr}={quoteattr(value)}")
+        if self.short:
+            self.pending = True
+        else:
+            self.out.append(">")
+
+    def characters(self, content: str) -> None:
+        if content:
+            if self.pending:
+                self.out.append(">")
+                self.pending = False
+            self.out.append(escape(content))
+
+    def end(self, name: str) -> None:
+        if self.pending:
+            self.out.append("/>")
+            self.pending = False
+        else:
+            self.out.append(f"</{name}>")
+
+
+def _emit_plain(key: Any, value: Any, writer: _XmlWriter, depth: int, full_document: bool) -> None:
+    """xmltodict._emit with its defaults (no namespaces, preprocessor, pretty printing or
+    expand_iter), element by element in the same order, so the same names fail the same way."""
+    xmltodict = sys.modules["xmltodict"]
+    if isinstance(key, str) and key == "#comment":
+        raise _NotPlain
+    xmltodict._validate_name(key, "element")
+    if not hasattr(value, "__iter__") or isinstance(value, str | bytes | bytearray | memoryview | dict):
+        value = [value]
+    text = xmltodict._convert_value_to_string
+    for index, item in enumerate(value):
+        if full_document and depth == 0 and index > 0:
+            raise ValueError("document with multiple roots")
+        if item is None:
+            item = {}
+        elif not isinstance(item, dict | str):
+            item = text(item)
+        if isinstance(item, str):
+            item = {"#text": item}
+        cdata = None
+        attrs: dict[str, str] = {}
+        children = []
+        for child_key, child in item.items():
+            if child_key == "#text":
+                cdata = None if child is None else text(child)
+                continue
+            if isinstance(child_key, str) and child_key.startswith("@"):
+                if child_key == "@xmlns" and isinstance(child, dict):
+                    for prefix, uri in child.items():
+                        xmltodict._validate_name(prefix, "attribute")
+                        attrs["xmlns{}".format(f":{prefix}" if prefix else "")] = (
+                            "" if uri is None else text(uri)
+                        )
+                    continue
+                if child is None:
+                    child = ""
+                elif not isinstance(child, str):
+                    child = text(child)
+                name = child_key[1:]
+                xmltodict._validate_name(name, "attribute")
+                attrs[name] = child
+                continue
+            if isinstance(child, list) and not child:
+                continue
+            children.append((child_key, child))
+        writer.start(key, attrs)
+        for child_key, child in children:
+            _emit_plain(child_key, child, writer, depth + 1, True)
+        if cdata is not None:
+            writer.characters(cdata)
+        writer.end(key)
+
+
+def _plain_unparse(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def unparse(
+        input_dict: Any,
+        output: Any = None,
+        encoding: str = "utf-8",
+        full_document: bool = True,
+        short_empty_elements: bool = False,
+        comment_key: str = "#comment",
+        **kwargs: Any,
+    ) -> Any:
+        plain = (
+            type(input_dict) is dict
+            and output is None
+            and encoding == "utf-8"
+            and comment_key == "#comment"
+            and set(kwargs) <= {"pretty"}
+            and not kwargs.get("pretty")
+        )
+        if plain:
+            try:
+                return _unparse_plain(input_dict, full_document, short_empty_elements)
+            except _NotPlain:
+                pass
+        return original(
+            input_dict, output, encoding, full_document, short_empty_elements, comment_key, **kwargs
+        )
+
+    return unparse
+
+
+def _unparse_plain(document: dict[Any, Any], full_document: bool, short_empty_elements: bool) -> str:
+    """xmltodict.unparse(document, full_document=..., short_empty_elements=...) into a string."""
+    writer = _XmlWriter(short_empty_elements)
+    if full_document:
+        writer.out.append('<?xml version="1.0" encoding="utf-8"?>\n')
+    seen_root = False
+    for key, value in document.items():
+        if key != "#comment" and full_document and seen_root:
+            raise ValueError("Document must have exactly one root.")
+        _emit_plain(key, value, writer, 0, full_document)
+        if key != "#comment":
+            seen_root = True
+    if full_document and not seen_root:
+        raise ValueError("Document must have exactly one root.")
+    return "".join(writer.out)
+
+
+def fix_xml_written_plainly() -> None:
+    """moto writes every XML answer with xmltodict.unparse: a SAX generator called per element
+    and per piece of text, fourteen keyword arguments passed down each level of a recursion.
+    Write the same document directly into a list (tests/test_moto_fixes.py compares the two on
+    many documents, odd ones included); anything but the plain options goes to xmltodict."""
+    import xmltodict
+
+    fix = "xml_written_plainly"
+    _require(xmltodict, "_emit", "_convert_value_to_string", "_validate_name", fix=fix)
+    _wrapped(xmltodict, "unparse", fix, _plain_unparse)
+
+
 def _random_string(original: Callable[..., str]) -> Callable[..., str]:
     import string
 
@@ -981,6 +1137,7 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_random_strings_fast,
     fix_serializer_remembers_attribute_names,
     fix_action_names_converted_once,
+    fix_xml_written_plainly,
 )
 
 
