@@ -401,6 +401,33 @@ def test_closing_the_server_ends_its_idle_connections() -> None:
     connection.close()
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/bucket/key.txt?list-type=2&prefix=a%2Fb",
+        "/a?",
+        "/a?b?",
+        "/a#frag",
+        "/caf%C3%A9",
+        "/a:b/c;d=1",
+        "//host/x",
+        "http://host:1/p?q",
+        "/\u00e9t\u00e9",
+        "*",
+        "/a+b=c&d",
+        "/?",
+        "/%zz",
+    ],
+)
+def test_access_log_paths_are_werkzeugs(path: str) -> None:
+    from werkzeug.urls import uri_to_iri
+
+    from deploy.emulator.server import iri_of
+
+    assert iri_of(path) == uri_to_iri(path)
+
+
 def test_access_log_is_a_line_per_request_but_not_health(capsys: pytest.CaptureFixture[str]) -> None:
     from deploy.emulator.app import HEALTH_PATH
 

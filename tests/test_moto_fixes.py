@@ -751,3 +751,29 @@ def test_xml_written_plainly_is_what_xmltodict_writes(
             except ValueError as error:
                 outcomes.append(f"ValueError: {error}")
         assert outcomes[0] == outcomes[1], document
+
+
+def test_backend_lookup_of_a_known_account_registers_as_moto_does() -> None:
+    from moto.core.base_backend import BackendDict
+    from moto.sqs.models import SQSBackend
+
+    fixes.apply()
+    backends = BackendDict(SQSBackend, "sqs")
+    motos = BackendDict.__getitem__.__wrapped__
+
+    first = backends["111111111111"]
+    assert any(known is backends for known in BackendDict._instances), "registered for reset"
+    assert backends["111111111111"] is first is motos(backends, "111111111111")
+    assert backends["222222222222"] is not first and set(backends) == {"111111111111", "222222222222"}
+
+    BackendDict.reset()  # empties the dict and the register
+    assert not any(known is backends for known in BackendDict._instances) and not backends
+    again = backends["111111111111"]
+    assert again is not first and any(known is backends for known in BackendDict._instances)
+
+    dict.__setitem__(backends, "333333333333", first)  # there, but never looked up since the reset
+    BackendDict._instances.remove(backends)
+    BackendDict.reset()
+    assert backends["333333333333"] is first  # a dict the reset did not know: as moto, it stays
+    assert any(known is backends for known in BackendDict._instances)
+    BackendDict.reset()

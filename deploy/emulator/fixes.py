@@ -955,6 +955,54 @@ def fix_xml_written_plainly() -> None:
     _wrapped(xmltodict, "unparse", fix, _plain_unparse)
 
 
+# How many times moto's BackendDict.reset has run: a backend dict registered since the last reset
+# is still in BackendDict._instances (only a reset takes any out).
+_resets = [0]
+
+
+def _counted_reset(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def reset(cls: Any) -> None:
+        try:
+            original.__func__(cls)
+        finally:
+            _resets[0] += 1
+
+    return classmethod(reset)  # type: ignore[return-value]
+
+
+def _known_account(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def __getitem__(self: Any, account_id: str) -> Any:
+        if self.__dict__.get("_registered_since") == _resets[0] and dict.__contains__(self, account_id):
+            # What moto's would do: nothing to create, nothing to register; then the lookup.
+            return dict.__getitem__(self, account_id)
+        since = _resets[0]
+        found = original(self, account_id)  # creates the account's backends, registers self
+        self._registered_since = since
+        return found
+
+    return __getitem__
+
+
+def fix_backend_lookup_of_a_known_account() -> None:
+    """Every lookup of a service's backends (sqs_backends[account]) takes moto's backend lock,
+    lists the dict's keys and looks for the dict among all registered ones by equality (a
+    Python __eq__ per registered service), to register it for reset: several times a request.
+    Once the account is there and the dict registered since the last reset, that is all done:
+    look the account up directly."""
+    from moto.core.base_backend import BackendDict
+
+    fix = "backend_lookup_of_a_known_account"
+    _require(BackendDict, "_create_account_specific_backend", "_instances", fix=fix)
+    current = BackendDict.__dict__.get("reset")
+    if not _is_ours(current, fix):
+        if not isinstance(current, classmethod):
+            raise _gone(BackendDict, "reset", fix)
+        _install(BackendDict, "reset", fix, _counted_reset(current))
+    _wrapped(BackendDict, "__getitem__", fix, _known_account)
+
+
 def _random_string(original: Callable[..., str]) -> Callable[..., str]:
     import string
 
@@ -1138,6 +1186,7 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_serializer_remembers_attribute_names,
     fix_action_names_converted_once,
     fix_xml_written_plainly,
+    fix_backend_lookup_of_a_known_account,
 )
 
 

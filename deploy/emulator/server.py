@@ -312,7 +312,7 @@ class KeepAliveHandler(MotoRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         try:
-            line = f"{self.command} {uri_to_iri(self.path)} {self.request_version}"
+            line = f"{self.command} {iri_of(self.path)} {self.request_version}"
         except AttributeError:
             line = self.requestline  # path isn't set if the request line was bad
         line = line.translate(self._control_char_table)
@@ -365,6 +365,20 @@ def read_headers(rfile: Any, message_class: type[http.client.HTTPMessage]) -> ht
             if message.get_content_maintype() not in ("multipart", "message"):
                 return message
     return email.parser.Parser(_class=message_class).parsestr(b"".join(lines).decode("iso-8859-1"))
+
+
+def iri_of(path: str) -> str:
+    """werkzeug's uri_to_iri(path), as its access log shows a path: at once for a plain path
+    (nothing quoted, no fragment, no empty query), which it gives back unchanged."""
+    plain = (
+        path.startswith("/")
+        and not path.startswith("//")
+        and path.isascii()
+        and "%" not in path
+        and "#" not in path
+        and not path.endswith("?")
+    )
+    return path if plain else uri_to_iri(path)
 
 
 class EmulatorRequestHandler(KeepAliveHandler):
