@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -283,6 +287,317 @@ def test_request_log_over_http(fresh: EmulatorServer, client: ClientFactory) -> 
 
 def test_health(emulator: EmulatorServer) -> None:
     assert get_json(emulator.endpoint_url + "/_emulator/health") == {"status": "ok", "pid": os.getpid()}
+
+
+# keep-alive connections and the access log of the HTTP server
+
+STS_CALL = b"Action=GetCallerIdentity&Version=2011-06-15"
+STS_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+}
+
+
+def test_a_connection_serves_one_request_after_another(fresh: EmulatorServer) -> None:
+    """werkzeug's server closed the connection after every answer: a TCP connection and a thread
+    per AWS call. The emulator's keeps it for the client's next request, with the body of each
+    request read to its end (the app may leave some, or all of it, unread)."""
+    connection = http.client.HTTPConnection("127.0.0.1", fresh.port, timeout=5)
+    connection.connect()
+    first_socket = connection.sock
+    answers = []
+    for method, path, body, headers in [
+        ("POST", "/", STS_CALL, STS_HEADERS),
+        ("GET", "/_emulator/health", b"a body nobody reads" * 1000, {}),
+        ("POST", "/", STS_CALL, STS_HEADERS),
+        ("PUT", "/_emulator/latency", iter([b'{"ms"', b": 0}"]), {"Transfer-Encoding": "chunked"}),
+        ("HEAD", "/_emulator/health", None, {}),
+        ("DELETE", "/_emulator/requests", None, {}),
+    ]:
+        chunked = "Transfer-Encoding" in headers
+        connection.request(method, path, body=body, headers=headers, encode_chunked=chunked)
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("Connection"), response.read()))
+        assert connection.sock is first_socket, f"{method} {path} closed the connection"
+    connection.close()
+
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200, 405, 200]
+    assert {keep for _, keep, _ in answers} == {None}
+    assert b"<Account>123456789012</Account>" in answers[0][2]
+    assert answers[0][2].split(b"<RequestId>")[0] == answers[2][2].split(b"<RequestId>")[0]
+    assert json.loads(answers[1][2])["status"] == "ok"
+    assert answers[4][2] == b"", "an answer to HEAD has no body, even where the app gave one"
+    assert json.loads(answers[5][2]) == {"cleared": 2}
+
+
+def serve_in_thread(app: Callable[..., Any], *, log_requests: bool = False) -> Any:
+    from deploy.emulator.server import make_emulator_server
+
+    server = make_emulator_server(app=app, log_requests=log_requests)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def odd_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """Answers a well-behaved app can give, besides a plain one: no Content-Length, a body for a
+    HEAD or a 304, a Content-Length that is wrong."""
+    path = environ["PATH_INFO"]
+    if path == "/streamed":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"first ", b"", b"second"]
+    if path == "/not-modified":
+        start_response("304 Not Modified", [("Content-Length", "5")])
+        return [b"stale"]
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"only5"]
+    start_response("200 OK", [("Content-Length", "5")])
+    return [b"plain"]
+
+
+def test_each_answer_is_framed_so_the_next_one_starts_where_it_should() -> None:
+    server = serve_in_thread(odd_app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    try:
+        answers = []
+        for method, path in [
+            ("GET", "/streamed"),
+            ("HEAD", "/plain"),
+            ("GET", "/not-modified"),
+            ("GET", "/plain"),
+        ]:
+            connection.request(method, path)
+            response = connection.getresponse()
+            answers.append((response.status, response.getheader("Transfer-Encoding"), response.read()))
+        connection.request("GET", "/short")
+        short = connection.getresponse()
+        assert short.getheader("Connection") is None  # it has not said all yet: the connection ends
+        with pytest.raises(http.client.IncompleteRead):
+            short.read()
+    finally:
+        connection.close()
+        server.shutdown()
+        server.server_close()
+
+    assert answers == [
+        (200, "chunked", b"first second"),
+        (200, None, b""),
+        (304, None, b""),
+        (200, None, b"plain"),
+    ]
+
+
+def test_closing_the_server_ends_its_idle_connections() -> None:
+    server = serve_in_thread(odd_app)
+    connection = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+    connection.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert connection.recv(4096).endswith(b"\r\n\r\nplain")
+
+    server.shutdown()
+    server.server_close()
+
+    assert connection.recv(4096) == b"", "the connection waiting for a request was closed"
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/bucket/key.txt?list-type=2&prefix=a%2Fb",
+        "/a?",
+        "/a?b?",
+        "/a#frag",
+        "/caf%C3%A9",
+        "/a:b/c;d=1",
+        "//host/x",
+        "http://host:1/p?q",
+        "/\u00e9t\u00e9",
+        "*",
+        "/a+b=c&d",
+        "/?",
+        "/%zz",
+    ],
+)
+def test_access_log_paths_are_werkzeugs(path: str) -> None:
+    from werkzeug.urls import uri_to_iri
+
+    from deploy.emulator.server import iri_of
+
+    assert iri_of(path) == uri_to_iri(path)
+
+
+def test_access_log_is_a_line_per_request_but_not_health(capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.emulator.app import HEALTH_PATH
+
+    server = serve_in_thread(odd_app, log_requests=True)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+        for path in ("/plain", HEALTH_PATH, "/caf%C3%A9?x=1", "/not-modified"):
+            connection.request("GET", path)
+            connection.getresponse().read()
+        connection.close()
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as bad:
+            bad.sendall(b"NONSENSE\r\n\r\n")
+            assert b"Error code: 400" in bad.makefile("rb").read()  # an HTTP/0.9 answer: no head
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        '"GET /plain HTTP/1.1" 200 -',
+        '"GET /café?x=1 HTTP/1.1" 200 -',
+        '"GET /not-modified HTTP/1.1" 304 -',
+        '"NONSENSE" 400 -',
+    ]
+    stamp = time.strftime("%d/%b/%Y")
+    assert all(line.startswith(f"127.0.0.1 - - [{stamp} ") for line in lines)
+
+
+HEADS = [
+    b"Host: 127.0.0.1:4566\r\nAccept-Encoding: identity\r\nContent-Type: application/x-www-form-urlencoded;"
+    b" charset=utf-8\r\nUser-Agent: Boto3/1.44.8 md/Botocore#1.44.8\r\nX-Amz-Date: 20261128T185128Z\r\n"
+    b"Authorization: AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/ec2/aws4_request, "
+    b"SignedHeaders=content-type;host;x-amz-date, Signature=69065661cb\r\nContent-Length: 157\r\n\r\n",
+    b"\r\n",
+    b"X-Empty:\r\nX-Spaces:  \t padded \t \r\nX-Colons: a:b::c\r\nx-twice: 1\r\nX-Twice: 2\r\n\r\n",
+    b"X-Folded: first\r\n  second\r\n\tthird\r\nHost: x\r\n\r\n",
+    b"X-Bare-LF: value\nHost: x\n\n",
+    b"X-Bare-CR: one\rtwo\r\n\r\n",
+    b"X-Latin: caf\xe9 \x85 \x0b \x1c end\r\n\r\n",
+    b"From someone\r\nHost: x\r\n\r\n",
+    b": no name\r\nHost: x\r\n\r\n",
+    b"No colon at all\r\nHost: x\r\n\r\n",
+    b"Bad Name: spaced\r\nHost: x\r\n\r\n",
+    b"Content-Type: multipart/form-data; boundary=xyz\r\nHost: x\r\n\r\n",
+    b"Content-Type: message/delivery-status\r\n\r\n",
+    b"Content-Type: MESSAGE/rfc822\r\n\r\n",
+    b"Host: x\r\nX-Cut: the end never comes",
+    b"Host: x\r\n",
+]
+
+
+def fields_of(message: Any) -> dict[str, Any]:
+    """A parsed head, field by field (defects and parts by what they hold: they compare by identity)."""
+    fields = {**vars(message), "defects": [repr(defect) for defect in message.defects]}
+    if isinstance(message._payload, list):
+        fields["_payload"] = [fields_of(part) for part in message._payload]
+    return fields
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_headers_read_as_the_email_parser_reads_them(head: bytes) -> None:
+    from deploy.emulator.server import read_headers
+
+    fast, slow = io.BytesIO(head + b"the body"), io.BytesIO(head + b"the body")
+
+    ours = read_headers(fast, http.client.HTTPMessage)
+    theirs = http.client.parse_headers(slow)
+
+    assert type(ours) is type(theirs)
+    assert fields_of(ours) == fields_of(theirs)
+    assert fast.read() == slow.read()
+
+
+def test_a_plain_head_is_read_without_the_email_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.parser
+
+    from deploy.emulator.server import read_headers
+
+    monkeypatch.setattr(email.parser, "Parser", None)  # calling it would fail
+
+    headers = read_headers(io.BytesIO(HEADS[0]), http.client.HTTPMessage)
+
+    assert headers["Content-Length"] == "157" and len(headers) == 7
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"POST / HTTP/1.1",
+        b"GET /a//b?x=1 HTTP/1.0",
+        b"GET //evil.example/x HTTP/1.1",
+        b"GET /path",
+        b"POST /path",
+        b"GET / HTTP/2.0",
+        b"GET / HTTP/1.1.1",
+        b"GET / HTTPS/1.1",
+        b"GET / HTTP/01.x",
+        b"GET / HTTP/1.12345678901",
+        b"GET a b HTTP/1.1",
+        b"   ",
+    ],
+)
+@pytest.mark.parametrize(
+    "head",
+    [b"Host: x\r\n\r\n", b"Connection: close\r\n\r\n", b"Connection: Keep-Alive\r\n\r\n", *HEADS[5:9]],
+)
+def test_requests_parsed_as_http_server_parses_them(request_line: bytes, head: bytes) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from deploy.emulator.server import QuietRequestHandler
+
+    def handler() -> Any:
+        made = object.__new__(QuietRequestHandler)
+        made.raw_requestline = request_line + b"\r\n"
+        made.rfile, made.wfile = io.BytesIO(head + b"body"), io.BytesIO()
+        made.client_address = ("127.0.0.1", 1)
+        return made
+
+    ours, theirs = handler(), handler()
+    parsed = [QuietRequestHandler.parse_request(ours), BaseHTTPRequestHandler.parse_request(theirs)]
+
+    assert parsed[0] == parsed[1]
+    for name in ("command", "path", "request_version", "requestline", "close_connection"):
+        assert getattr(ours, name, None) == getattr(theirs, name, None), name
+    if hasattr(theirs, "headers"):
+        assert fields_of(ours.headers) == fields_of(theirs.headers)
+    assert ours.rfile.read() == theirs.rfile.read()
+    answered = [re.sub(rb"Date: [^\r]*", b"", made.wfile.getvalue()) for made in (ours, theirs)]
+    assert answered[0] == answered[1]
+
+
+def test_a_queue_may_have_messages_only_when_moto_would_give_one(aws: None) -> None:
+    from deploy.emulator.longpoll import may_have_messages
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="iotile-worker-local")["QueueUrl"]
+    boto3.client("sqs", region_name="eu-west-1").create_queue(QueueName="iotile-worker-local")
+
+    assert may_have_messages("http://localhost/123456789012/no-such-queue"), "moto answers that one"
+    assert not may_have_messages(url)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    assert not may_have_messages(url), "a delayed message is not given yet"
+    sqs.send_message(QueueUrl=url, MessageBody="now")
+    assert may_have_messages(url)
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "now"
+    assert not may_have_messages(url), "a message in flight is not given again yet"
+
+
+def test_an_idle_long_poll_asks_moto_twice(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first poll (for an error, or a message already there) and the last (the empty answer):
+    in between, moto has nothing to give."""
+    from deploy.emulator import longpoll
+
+    url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="idle")["QueueUrl"]
+    monkeypatch.setattr(longpoll, "IDLE_POLL_SECONDS", 0.05)
+    polls: list[bytes] = []
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        polls.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"<ReceiveMessageResponse><ReceiveMessageResult/></ReceiveMessageResponse>"]
+
+    body = f"Action=ReceiveMessage&QueueUrl={url}&WaitTimeSeconds=1".encode()
+    began = time.monotonic()
+    longpoll.serve_long_poll(
+        {"CONTENT_TYPE": "application/x-www-form-urlencoded"}, body, lambda *_: None, serve
+    )
+
+    assert time.monotonic() - began >= 1.0
+    assert len(polls) == 2 and all(b"WaitTimeSeconds=0" in poll for poll in polls)
 
 
 def put_json(url: str, body: Any) -> tuple[int, Any]:

@@ -402,3 +402,378 @@ def test_fast_timestamps_write_what_moto_writes(timestamp_format: str) -> None:
         assert serializer._convert_timestamp_to_str(value, timestamp_format) == original(
             serializer, value, timestamp_format
         )
+
+
+class Members:
+    """Each kind of class member that inspect.getmembers can meet."""
+
+    def method(self) -> None:
+        pass
+
+    @staticmethod
+    def static() -> None:
+        pass
+
+    @classmethod
+    def klass(cls) -> None:
+        pass
+
+    @property
+    def prop(self) -> None:
+        return None
+
+    lambda_attribute = staticmethod(lambda: None)
+    plain = lambda self: None  # noqa: E731
+    value = 3
+    builtin = len
+
+
+class Refuses:
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        raise AttributeError("refuses")
+
+
+class MoreMembers(Members):
+    def method(self) -> None:  # overridden
+        pass
+
+    refuses_function = Refuses()
+    static = None  # type: ignore[assignment]  # the base class's function, shadowed
+
+
+MoreMembers.added_later = lambda self: None  # type: ignore[attr-defined]
+
+
+def test_action_lookup_answers_as_motos_list_of_methods() -> None:
+    import importlib
+
+    import moto.core.responses
+    from moto.core.utils import method_names_from_class as motos
+
+    fixes.apply()
+    classes: list[type] = [Members, MoreMembers, moto.core.responses.BaseResponse]
+    for service in ("s3", "sqs", "sts", "ec2", "iam", "rds", "dynamodb", "sns", "events", "redshift"):
+        module = importlib.import_module(f"moto.{service}.responses")
+        classes += [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, moto.core.responses.BaseResponse)
+        ]
+    for clazz in classes:
+        fast = moto.core.responses.method_names_from_class(clazz)
+        listed = motos(clazz)
+        assert list(fast) == listed and len(fast) == len(listed) and fast == listed
+        for name in [*dir(clazz), "nothing_of_the_kind", "", "__init__", "create_queue", "list_buckets"]:
+            assert (name in fast) == (name in listed), (clazz, name)
+    assert 3 not in moto.core.responses.method_names_from_class(Members)
+
+
+def test_backend_for_host_remembered_is_motos_answer() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    fixes.apply()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    motos = DomainDispatcherApplication.get_backend_for_host.__wrapped__
+    hosts = [None, "moto_api", "instance_metadata", "s3control", "dynamodb", "dynamodbstreams", "sesv2"]
+    hosts += [f"{name}.us-east-1.amazonaws.com" for name in ("sts", "sqs", "s3", "ec2", "iam", "rds", "logs")]
+    hosts += [
+        "events.eu-west-1.amazonaws.com",
+        "cloudfront.amazonaws.com",
+        "s3.amazonaws.com",
+        "unknown.example",
+    ]
+    for host in hosts * 2:
+        assert dispatcher.get_backend_for_host(host) == motos(dispatcher, host), host
+    assert dispatcher.get_backend_for_host("sts.us-east-1.amazonaws.com") == "sts"
+    assert None not in dispatcher._backend_of_host and "unknown.example" not in dispatcher._backend_of_host
+
+
+def test_a_module_function_moto_no_longer_has_fails_loudly() -> None:
+    import types
+
+    module = types.ModuleType("moto.somewhere")
+    with pytest.raises(fixes.MotoFixError, match=r"moto has no moto\.somewhere\.helper"):
+        fixes._wrapped(module, "helper", "fix", lambda original: original)
+
+
+def request_handler(headers: list[tuple[str, str]]) -> Any:
+    """moto's server request handler with a request read, as make_environ finds it."""
+    import http.client
+    import io
+    import types
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    handler = object.__new__(MotoRequestHandler)
+    handler.headers = http.client.HTTPMessage()
+    for name, value in headers:
+        handler.headers[name] = value
+    handler.path, handler.command, handler.request_version = "/bucket/key?x=%20y", "PUT", "HTTP/1.1"
+    handler.client_address = ("127.0.0.1", 40000)
+    handler.rfile = io.BytesIO(b"")
+    handler.connection = object()  # no TLS
+    handler.server = types.SimpleNamespace(
+        ssl_context=None,
+        server_address=("127.0.0.1", 4566),
+        multithread=True,
+        multiprocess=False,
+        _server_version="Werkzeug/test",
+    )
+    return handler
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Host", "s3.amazonaws.com"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+        [("X-Amz-Meta-Dashed", "1"), ("x-amz-meta-twice", "a"), ("X-Amz-Meta-Twice", "b")],
+        [("x-amz-meta-my_key", "u"), ("Host", "x")],
+        [("x-amz-meta-my-key", "dashed"), ("x-amz-meta-my_key", "underscored")],
+        [("Other_Header", "dropped by werkzeug"), ("Host", "x")],
+        [],
+    ],
+)
+def test_server_environ_is_motos_own(headers: list[tuple[str, str]]) -> None:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    fixes.apply()
+    motos = MotoRequestHandler.make_environ.__wrapped__
+
+    handler = request_handler(headers)
+
+    assert MotoRequestHandler.make_environ(handler) == motos(handler)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Name", "ns:Name", "@attr", "?pi", "!x", "a<b", "a/b", 'a"b', "a=b", "a b", "a\tb", "é", "", 3, None],
+)
+def test_xml_names_are_checked_as_xmltodict_checks_them(name: Any) -> None:
+    import xmltodict
+
+    fixes.apply()
+    motos = xmltodict._validate_name.__wrapped__
+    for _ in range(2):  # the second time, from what the fix remembers
+        for kind in ("element", "attribute"):
+            try:
+                expected: Any = motos(name, kind)
+            except ValueError as error:
+                expected = str(error)
+            try:
+                got: Any = xmltodict._validate_name(name, kind)
+            except ValueError as error:
+                got = str(error)
+            assert got == expected
+
+
+def test_xml_answers_are_what_xmltodict_wrote() -> None:
+    import xmltodict
+
+    document = {
+        "DescribeThingsResponse": {
+            "@xmlns": "https://example.com/doc/",
+            "Things": {"member": [{"Name": "a & b", "Size": 3, "On": True}, {"Name": None}]},
+            "Empty": "",
+            "List": [],
+        }
+    }
+    fixes.apply()
+    fast = xmltodict.unparse(document, full_document=False, short_empty_elements=True)
+    for bad in ({"a b": "x"}, {"Ok": {"@bad=": "1"}}):
+        with pytest.raises(ValueError, match="Invalid"):
+            xmltodict.unparse(bad, full_document=False)
+    original = xmltodict._validate_name
+    try:
+        xmltodict._validate_name = original.__wrapped__
+        slow = xmltodict.unparse(document, full_document=False, short_empty_elements=True)
+    finally:
+        xmltodict._validate_name = original
+    assert fast == slow
+
+
+def test_random_strings_draw_what_moto_draws() -> None:
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    fixes.apply()
+    motos = MotoRandom.get_random_string.__wrapped__
+    ours, theirs = MotoRandom(20261128), MotoRandom(20261128)
+    for length, digits, lower in [
+        (52, True, False),
+        (20, True, False),
+        (8, False, True),
+        (1, True, True),
+        (0, True, False),
+    ]:
+        for _ in range(50):
+            assert ours.get_random_string(length, digits, lower) == motos(theirs, length, digits, lower)
+    assert ours.get_random_string() == motos(theirs)
+    assert ours.uuid4() == theirs.uuid4(), "the two generators are in the same state afterwards"
+
+
+def alike(one: Any, other: Any, depth: int = 0) -> bool:
+    """Equal, or objects of one class holding alike values (a property may make a new view each
+    time it is read)."""
+    if one is other or (type(one) is type(other) and one == other):
+        return True
+    if type(one) is not type(other) or depth > 6:
+        return False
+    if isinstance(one, list | tuple):
+        return len(one) == len(other) and all(alike(a, b, depth + 1) for a, b in zip(one, other, strict=True))
+    if isinstance(one, dict):
+        return one.keys() == other.keys() and all(alike(one[k], other[k], depth + 1) for k in one)
+    return hasattr(one, "__dict__") and alike(vars(one), vars(other), depth + 1)
+
+
+def test_serializer_reads_each_member_as_moto_does(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every member value the serializer reads, by the names it remembers, against moto's own
+    reading, over answers of services with and without response transformers and aliases."""
+    from moto.core.serialize import ResponseSerializer
+
+    fixes.apply()
+    remembered = ResponseSerializer.get_value
+    motos = remembered.__wrapped__
+    compared: list[str] = []
+
+    def both(self: Any, value: Any, key: str, shape: Any) -> Any:
+        got = remembered(self, value, key, shape)
+        expected = motos(self, value, key, shape)
+        assert alike(got, expected), (self.operation_name, ".".join(self.path), key)
+        compared.append(key)
+        return got
+
+    monkeypatch.setattr(ResponseSerializer, "get_value", both)
+    ec2, iam, sns, sqs = client("ec2"), client("iam"), client("sns"), client("sqs")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")
+    ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument=QUEUE_POLICY, Tags=[{"Key": "k", "Value": "v"}])
+    iam.create_policy(PolicyName="p", PolicyDocument=QUEUE_POLICY)
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    sqs.create_queue(QueueName="q", Attributes={"Policy": QUEUE_POLICY})
+    cloudformation = client("cloudformation")
+    template = json.dumps(
+        {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "cq"}}}}
+    )
+    cloudformation.create_stack(StackName="s", TemplateBody=template)
+    for _ in range(2):  # the second time, by the names remembered
+        ec2.describe_vpcs()
+        ec2.describe_subnets()
+        ec2.describe_security_groups()
+        ec2.describe_route_tables()
+        iam.get_role(RoleName="r")
+        iam.list_roles()
+        iam.get_account_authorization_details()
+        sns.get_topic_attributes(TopicArn=topic)
+        sns.list_topics()
+        cloudformation.describe_stacks()
+        cloudformation.describe_stack_resources(StackName="s")
+        cloudformation.list_stack_resources(StackName="s")
+        with pytest.raises(ClientError):
+            iam.get_role(RoleName="missing")
+
+    assert len(compared) > 1000
+
+
+@pytest.mark.parametrize(
+    "name", ["DescribeVpcs", "GetQueueURL", "ListDBInstances", "x", "", "ABC", "already_snake", "With Space"]
+)
+def test_action_names_are_converted_as_moto_converts_them(name: str) -> None:
+    import moto.core.responses
+    from moto.core.utils import camelcase_to_underscores
+
+    fixes.apply()
+    for _ in range(2):
+        assert moto.core.responses.camelcase_to_underscores(name) == camelcase_to_underscores(name)
+
+
+def random_xml_value(draw: Any, depth: int) -> Any:
+    """A value as moto's serializers hand xmltodict, odd ones included."""
+    texts = ["", "plain", "a & b < c > d", "quote \" and ' both", "line\nbreak\ttab\r", "ü é ☃", " "]
+    scalars = [*texts, 0, 7, -1.5, True, False, None, b"bytes \xff", bytearray(b"ba")]
+    if depth > 3 or draw.random() < 0.35:
+        return draw.choice(scalars)
+    kind = draw.random()
+    if kind < 0.2:
+        return [random_xml_value(draw, depth + 1) for _ in range(draw.randrange(0, 4))]
+    if kind < 0.25:
+        return tuple(random_xml_value(draw, depth + 1) for _ in range(draw.randrange(0, 3)))
+    names = ["Name", "member", "item", "Tags", "ns:Prefixed", "x-y.z_1", "Value"]
+    mapping: dict[Any, Any] = {}
+    for _ in range(draw.randrange(0, 5)):
+        roll = draw.random()
+        if roll < 0.15:
+            mapping["@" + draw.choice(["id", "type", "xmlns:xsi"])] = draw.choice(scalars)
+        elif roll < 0.22:
+            mapping["@xmlns"] = draw.choice(["https://example.com/doc/", {"": "u", "p": None, "q": 1}])
+        elif roll < 0.3:
+            mapping["#text"] = draw.choice(scalars)
+        elif roll < 0.35:
+            mapping[draw.choice(names)] = []
+        else:
+            mapping[draw.choice(names)] = random_xml_value(draw, depth + 1)
+    return mapping
+
+
+@pytest.mark.parametrize("full_document", [True, False])
+@pytest.mark.parametrize("short_empty_elements", [True, False])
+def test_xml_written_plainly_is_what_xmltodict_writes(
+    full_document: bool, short_empty_elements: bool
+) -> None:
+    import random
+
+    import xmltodict
+
+    fixes.apply()
+    draw = random.Random(20261128)
+    documents: list[Any] = [
+        {"Only": None},
+        {"Only": ""},
+        {"Only": []},
+        {"Only": [1, 2]},
+        {"One": 1, "Two": 2},
+        {},
+        {"#comment": "a note", "Root": {"#comment": ["x", None], "A": 1}},
+        {"Root": {"bad name": 1}},
+        {"Root": {"@bad=": 1}},
+        {"Root": {"@xmlns": {"bad prefix": "u"}}},
+        {3: "number as a name"},
+        {"Root": {"Gen": (x for x in [])}},
+    ]
+    documents += [{"Root": random_xml_value(draw, 0)} for _ in range(400)]
+    documents += [{draw.choice(["A", "B"]): random_xml_value(draw, 1) for _ in range(2)} for _ in range(50)]
+    for document in documents:
+        outcomes = []
+        for unparse in (xmltodict.unparse, xmltodict.unparse.__wrapped__):
+            try:
+                outcomes.append(
+                    unparse(document, full_document=full_document, short_empty_elements=short_empty_elements)
+                )
+            except ValueError as error:
+                outcomes.append(f"ValueError: {error}")
+        assert outcomes[0] == outcomes[1], document
+
+
+def test_backend_lookup_of_a_known_account_registers_as_moto_does() -> None:
+    from moto.core.base_backend import BackendDict
+    from moto.sqs.models import SQSBackend
+
+    fixes.apply()
+    backends = BackendDict(SQSBackend, "sqs")
+    motos = BackendDict.__getitem__.__wrapped__
+
+    first = backends["111111111111"]
+    assert any(known is backends for known in BackendDict._instances), "registered for reset"
+    assert backends["111111111111"] is first is motos(backends, "111111111111")
+    assert backends["222222222222"] is not first and set(backends) == {"111111111111", "222222222222"}
+
+    BackendDict.reset()  # empties the dict and the register
+    assert not any(known is backends for known in BackendDict._instances) and not backends
+    again = backends["111111111111"]
+    assert again is not first and any(known is backends for known in BackendDict._instances)
+
+    dict.__setitem__(backends, "333333333333", first)  # there, but never looked up since the reset
+    BackendDict._instances.remove(backends)
+    BackendDict.reset()
+    assert backends["333333333333"] is first  # a dict the reset did not know: as moto, it stays
+    assert any(known is backends for known in BackendDict._instances)
+    BackendDict.reset()

@@ -72,7 +72,7 @@ class EmulatorApp:
                 return faults.serve_fault(kind, call, environ, start_response, fault.hold_seconds)
         if (call.service, call.operation) == ("sqs", "ReceiveMessage"):
             body = form_body or read_body(environ)
-            return longpoll.serve_long_poll(environ, body, start_response, self._moto)
+            return longpoll.serve_long_poll(environ, body, start_response, self._moto, self._serve_lock)
         handler = fillins.find_fillin(call.service, call.operation)
         if handler is not None and getattr(handler, "runs_code", False):
             # It runs code that calls this emulator back (a Lambda handler): holding the lock

@@ -12,9 +12,13 @@ something fails loudly instead of being patched over silently.
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
     from moto.core.responses import ActionResult
@@ -31,25 +35,29 @@ class MotoFixError(RuntimeError):
     """Moto no longer looks the way a fix expects: review the fix against the new moto."""
 
 
-def _require(owner: type, *names: str, fix: str) -> None:
+def _require(owner: type | ModuleType, *names: str, fix: str) -> None:
     """Fail unless moto still has `owner.name` for each name (a method, property or class attribute)."""
     for name in names:
         if not hasattr(owner, name):
             raise _gone(owner, name, fix)
 
 
-def _gone(owner: type, name: str, fix: str) -> MotoFixError:
+def _gone(owner: type | ModuleType, name: str, fix: str) -> MotoFixError:
     return MotoFixError(
-        f"{fix}: moto has no {owner.__module__}.{owner.__name__}.{name} any more (moto "
+        f"{fix}: moto has no {_where(owner)}.{name} any more (moto "
         f"{_installed_moto()}, fix written for {MOTO_VERSION}); check whether the fix is still needed"
     )
+
+
+def _where(owner: type | ModuleType) -> str:
+    return owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__name__}"
 
 
 def _is_ours(function: object, fix: str) -> bool:
     return getattr(function, FIX_MARK, None) == fix
 
 
-def _install(owner: type, name: str, fix: str, function: Callable[..., Any]) -> None:
+def _install(owner: type | ModuleType, name: str, fix: str, function: Callable[..., Any]) -> None:
     setattr(function, FIX_MARK, fix)
     setattr(owner, name, function)
 
@@ -65,9 +73,9 @@ def _replaced(owner: type, name: str, fix: str, function: Callable[..., Any]) ->
 
 
 def _wrapped(
-    owner: type, name: str, fix: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+    owner: type | ModuleType, name: str, fix: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
-    """Replace moto's `owner.name` with `wrap(moto's function)`; once."""
+    """Replace moto's `owner.name` (a class's or a module's) with `wrap(moto's function)`; once."""
     current = owner.__dict__.get(name)
     if _is_ours(current, fix):
         return
@@ -632,6 +640,530 @@ def fix_s3_listing_fast() -> None:
     _overridden(S3Response, "serialized", "s3_listing_fast", _fast_listing)
 
 
+# Hosts a server app has resolved to a backend, at most this many (they are few: a host is named
+# after a service and a region).
+BACKEND_HOSTS_KEPT = 1024
+
+
+def _backend_for_host_cached(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        known = self.__dict__.setdefault("_backend_of_host", {})
+        backend = known.get(host)
+        if backend is None:
+            backend = original(self, host)
+            # Found or not depends on the host alone: moto's folders and its URL patterns. Only a
+            # found one is kept, so an unknown host still gets moto's message every time.
+            if backend is not None and len(known) < BACKEND_HOSTS_KEPT:
+                known[host] = backend
+        return backend
+
+    return get_backend_for_host
+
+
+def fix_server_backend_for_host_cached() -> None:
+    """moto's server finds the backend of every request's host by listing its own package folders
+    (`list_of_moto_modules`: a listdir and ~200 isdir calls) and then trying ~300 URL patterns,
+    all under the dispatcher's lock: a few percent of the emulator's CPU per request. The answer
+    for a host never changes: remember it per host."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    fix = "server_backend_for_host_cached"
+    _wrapped(DomainDispatcherApplication, "get_backend_for_host", fix, _backend_for_host_cached)
+
+
+def has_function(clazz: type, name: str) -> bool:
+    """Whether `name` is among `moto.core.utils.method_names_from_class(clazz)` (the names that
+    `inspect.getmembers(clazz, inspect.isfunction)` gives), from that one name alone."""
+    for klass in clazz.__mro__:
+        if name in klass.__dict__:
+            break
+    else:
+        return False  # not in dir(clazz)
+    try:
+        value = getattr(clazz, name)
+    except AttributeError:
+        value = klass.__dict__[name]  # as getmembers falls back to, for a descriptor that refuses
+    return inspect.isfunction(value)
+
+
+class FunctionNames(Sequence[str]):
+    """moto's `method_names_from_class(clazz)`, a list made only if it is read as one: `name in`
+    asks the class about that name alone."""
+
+    def __init__(self, clazz: type, names_of: Callable[[type], list[str]]) -> None:
+        self._clazz = clazz
+        self._names_of = names_of
+        self._names: list[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and has_function(self._clazz, name)
+
+    def _all(self) -> list[str]:
+        if self._names is None:
+            self._names = self._names_of(self._clazz)
+        return self._names
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]  # a list is not hashable either
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def _lazy_method_names(original: Callable[[Any], list[str]]) -> Callable[[Any], Sequence[str]]:
+    @functools.wraps(original)
+    def method_names_from_class(clazz: Any) -> Sequence[str]:
+        if not isinstance(clazz, type) or any(type(klass) is not type for klass in clazz.__mro__):
+            return original(clazz)  # a metaclass may list its members its own way
+        return FunctionNames(clazz, original)
+
+    return method_names_from_class
+
+
+def fix_action_lookup_by_name() -> None:
+    """moto's BaseResponse.call_action asks whether the request's action is a method of the
+    response class with `action in method_names_from_class(cls)`: `inspect.getmembers` over the
+    class's ~100-300 attributes, sorted, on every request (a few percent of the emulator's CPU).
+    Answer that membership from the class's own attributes for that one name; the list is still
+    made if anything reads it as a list."""
+    import moto.core.responses
+
+    fix = "action_lookup_by_name"
+    _require(moto.core.responses.BaseResponse, "call_action", fix=fix)
+    _wrapped(moto.core.responses, "method_names_from_class", fix, _lazy_method_names)
+
+
+def _plain_headers_environ(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    @functools.wraps(original)
+    def make_environ(self: Any) -> dict[str, Any]:
+        from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        if any("_" in name for name in self.headers):
+            return original(self)
+        # No name to preserve (moto keeps only names with an underscore): werkzeug's environ, as
+        # moto's own would leave it.
+        environ = super(MotoRequestHandler, self).make_environ()
+        environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = {}
+        return environ
+
+    return make_environ
+
+
+def fix_server_environ_of_plain_headers() -> None:
+    """moto's server request handler rebuilds the environ key of every header and checks every
+    header name, to keep the spelling of S3 metadata names with underscores: work for nothing
+    on a request whose header names have no underscore (nearly all). Skip it for those."""
+    from moto.core.request import should_preserve_original_header_name
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    fix = "server_environ_of_plain_headers"
+    if should_preserve_original_header_name("x-amz-meta-dashed-only"):
+        raise MotoFixError(f"{fix}: moto now keeps header names without an underscore; review the fix")
+    _wrapped(MotoRequestHandler, "make_environ", fix, _plain_headers_environ)
+
+
+XML_NAMES_KEPT = 10_000
+
+
+def _validated_names(original: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
+    valid: set[tuple[str, str]] = set()
+
+    @functools.wraps(original)
+    def _validate_name(value: Any, kind: str) -> None:
+        if type(value) is not str or (value, kind) not in valid:
+            original(value, kind)  # raises for a name that is not valid
+            if type(value) is str and len(valid) < XML_NAMES_KEPT:
+                valid.add((value, kind))
+
+    return _validate_name
+
+
+def fix_xml_names_validated_once() -> None:
+    """moto writes XML answers with xmltodict.unparse, which checks every element name character
+    by character, on every element of every answer (a tenth of the XML writing). The names come
+    from the service models, a few hundred: check each once."""
+    import xmltodict
+
+    _require(xmltodict, "unparse", "_emit", fix="xml_names_validated_once")
+    _wrapped(xmltodict, "_validate_name", "xml_names_validated_once", _validated_names)
+
+
+class _NotPlain(Exception):
+    """A document with what the plain XML writer leaves to xmltodict (comments)."""
+
+
+class _XmlWriter:
+    """xmltodict's XML generator (xml.sax.saxutils.XMLGenerator), writing into a list."""
+
+    __slots__ = ("out", "pending", "short")
+
+    def __init__(self, short_empty_elements: bool) -> None:
+        self.out: list[str] = []
+        self.pending = False
+        self.short = short_empty_elements
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        if self.pending:
+            self.out.append(">")
+            self.pending = False
+        self.out.append("<" + name)
+        for attr, value in attrs.items():
+            self.out.append(f" {attr}={quoteattr(value)}")
+        if self.short:
+            self.pending = True
+        else:
+            self.out.append(">")
+
+    def characters(self, content: str) -> None:
+        if content:
+            if self.pending:
+                self.out.append(">")
+                self.pending = False
+            self.out.append(escape(content))
+
+    def end(self, name: str) -> None:
+        if self.pending:
+            self.out.append("/>")
+            self.pending = False
+        else:
+            self.out.append(f"</{name}>")
+
+
+def _emit_plain(key: Any, value: Any, writer: _XmlWriter, depth: int, full_document: bool) -> None:
+    """xmltodict._emit with its defaults (no namespaces, preprocessor, pretty printing or
+    expand_iter), element by element in the same order, so the same names fail the same way."""
+    xmltodict = sys.modules["xmltodict"]
+    if isinstance(key, str) and key == "#comment":
+        raise _NotPlain
+    xmltodict._validate_name(key, "element")
+    if not hasattr(value, "__iter__") or isinstance(value, str | bytes | bytearray | memoryview | dict):
+        value = [value]
+    text = xmltodict._convert_value_to_string
+    for index, item in enumerate(value):
+        if full_document and depth == 0 and index > 0:
+            raise ValueError("document with multiple roots")
+        if item is None:
+            item = {}
+        elif not isinstance(item, dict | str):
+            item = text(item)
+        if isinstance(item, str):
+            item = {"#text": item}
+        cdata = None
+        attrs: dict[str, str] = {}
+        children = []
+        for child_key, child in item.items():
+            if child_key == "#text":
+                cdata = None if child is None else text(child)
+                continue
+            if isinstance(child_key, str) and child_key.startswith("@"):
+                if child_key == "@xmlns" and isinstance(child, dict):
+                    for prefix, uri in child.items():
+                        xmltodict._validate_name(prefix, "attribute")
+                        attrs["xmlns{}".format(f":{prefix}" if prefix else "")] = (
+                            "" if uri is None else text(uri)
+                        )
+                    continue
+                if child is None:
+                    child = ""
+                elif not isinstance(child, str):
+                    child = text(child)
+                name = child_key[1:]
+                xmltodict._validate_name(name, "attribute")
+                attrs[name] = child
+                continue
+            if isinstance(child, list) and not child:
+                continue
+            children.append((child_key, child))
+        writer.start(key, attrs)
+        for child_key, child in children:
+            _emit_plain(child_key, child, writer, depth + 1, True)
+        if cdata is not None:
+            writer.characters(cdata)
+        writer.end(key)
+
+
+def _plain_unparse(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def unparse(
+        input_dict: Any,
+        output: Any = None,
+        encoding: str = "utf-8",
+        full_document: bool = True,
+        short_empty_elements: bool = False,
+        comment_key: str = "#comment",
+        **kwargs: Any,
+    ) -> Any:
+        plain = (
+            type(input_dict) is dict
+            and output is None
+            and encoding == "utf-8"
+            and comment_key == "#comment"
+            and set(kwargs) <= {"pretty"}
+            and not kwargs.get("pretty")
+        )
+        if plain:
+            try:
+                return _unparse_plain(input_dict, full_document, short_empty_elements)
+            except _NotPlain:
+                pass
+        return original(
+            input_dict, output, encoding, full_document, short_empty_elements, comment_key, **kwargs
+        )
+
+    return unparse
+
+
+def _unparse_plain(document: dict[Any, Any], full_document: bool, short_empty_elements: bool) -> str:
+    """xmltodict.unparse(document, full_document=..., short_empty_elements=...) into a string."""
+    writer = _XmlWriter(short_empty_elements)
+    if full_document:
+        writer.out.append('<?xml version="1.0" encoding="utf-8"?>\n')
+    seen_root = False
+    for key, value in document.items():
+        if key != "#comment" and full_document and seen_root:
+            raise ValueError("Document must have exactly one root.")
+        _emit_plain(key, value, writer, 0, full_document)
+        if key != "#comment":
+            seen_root = True
+    if full_document and not seen_root:
+        raise ValueError("Document must have exactly one root.")
+    return "".join(writer.out)
+
+
+def fix_xml_written_plainly() -> None:
+    """moto writes every XML answer with xmltodict.unparse: a SAX generator called per element
+    and per piece of text, fourteen keyword arguments passed down each level of a recursion.
+    Write the same document directly into a list (tests/test_moto_fixes.py compares the two on
+    many documents, odd ones included); anything but the plain options goes to xmltodict."""
+    import xmltodict
+
+    fix = "xml_written_plainly"
+    _require(xmltodict, "_emit", "_convert_value_to_string", "_validate_name", fix=fix)
+    _wrapped(xmltodict, "unparse", fix, _plain_unparse)
+
+
+# How many times moto's BackendDict.reset has run: a backend dict registered since the last reset
+# is still in BackendDict._instances (only a reset takes any out).
+_resets = [0]
+
+
+def _counted_reset(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def reset(cls: Any) -> None:
+        try:
+            original.__func__(cls)
+        finally:
+            _resets[0] += 1
+
+    return classmethod(reset)  # type: ignore[return-value]
+
+
+def _known_account(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def __getitem__(self: Any, account_id: str) -> Any:
+        if self.__dict__.get("_registered_since") == _resets[0] and dict.__contains__(self, account_id):
+            # What moto's would do: nothing to create, nothing to register; then the lookup.
+            return dict.__getitem__(self, account_id)
+        since = _resets[0]
+        found = original(self, account_id)  # creates the account's backends, registers self
+        self._registered_since = since
+        return found
+
+    return __getitem__
+
+
+def fix_backend_lookup_of_a_known_account() -> None:
+    """Every lookup of a service's backends (sqs_backends[account]) takes moto's backend lock,
+    lists the dict's keys and looks for the dict among all registered ones by equality (a
+    Python __eq__ per registered service), to register it for reset: several times a request.
+    Once the account is there and the dict registered since the last reset, that is all done:
+    look the account up directly."""
+    from moto.core.base_backend import BackendDict
+
+    fix = "backend_lookup_of_a_known_account"
+    _require(BackendDict, "_create_account_specific_backend", "_instances", fix=fix)
+    current = BackendDict.__dict__.get("reset")
+    if not _is_ours(current, fix):
+        if not isinstance(current, classmethod):
+            raise _gone(BackendDict, "reset", fix)
+        _install(BackendDict, "reset", fix, _counted_reset(current))
+    _wrapped(BackendDict, "__getitem__", fix, _known_account)
+
+
+def _random_string(original: Callable[..., str]) -> Callable[..., str]:
+    import string
+
+    @functools.wraps(original)
+    def get_random_string(
+        self: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:
+        pool = string.ascii_letters + string.digits if include_digits else string.ascii_letters
+        # Random.choice(pool) for each character, inline: the same draws, so a seeded moto still
+        # gives the same identifiers after it.
+        size = len(pool)
+        bits = size.bit_length()
+        getrandbits = self.getrandbits
+        chosen = []
+        for _ in range(length):
+            drawn = getrandbits(bits)
+            while drawn >= size:
+                drawn = getrandbits(bits)
+            chosen.append(pool[drawn])
+        text = "".join(chosen)
+        return text.lower() if lower_case else text
+
+    return get_random_string
+
+
+def fix_random_strings_fast() -> None:
+    """moto draws every request id (52 characters) with random.choice per character, two Python
+    calls a character: a few percent of the emulator's CPU per request. Draw the same characters
+    with the same random bits in one loop."""
+    import random
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    fix = "random_strings_fast"
+    same_draws = (
+        MotoRandom.choice is random.Random.choice
+        and MotoRandom._randbelow is random.Random._randbelow_with_getrandbits
+    )
+    if not same_draws:
+        raise MotoFixError(f"{fix}: moto or Python now draws random choices differently; review the fix")
+    _wrapped(MotoRandom, "get_random_string", fix, _random_string)
+
+
+# Action names converted to method names, at most this many (a service has a few hundred actions).
+ACTION_NAMES_KEPT = 10_000
+
+
+def _converted_once(original: Callable[[str], str]) -> Callable[[str], str]:
+    converted: dict[str, str] = {}
+
+    @functools.wraps(original)
+    def camelcase_to_underscores(argument: str) -> str:
+        if type(argument) is not str:
+            return original(argument)
+        name = converted.get(argument)
+        if name is None:
+            name = original(argument)
+            if len(converted) < ACTION_NAMES_KEPT:
+                converted[argument] = name
+        return name
+
+    return camelcase_to_underscores
+
+
+def fix_action_names_converted_once() -> None:
+    """moto's call_action turns the request's action (DescribeVpcs) into its method name
+    (describe_vpcs) character by character, with string concatenation, on every request. The
+    answer depends on the name alone: convert each once."""
+    import moto.core.responses
+
+    _wrapped(moto.core.responses, "camelcase_to_underscores", "action_names_converted_once", _converted_once)
+
+
+# Candidate attribute names the serializer has worked out, at most this many (one per member of
+# a shape the emulator has answered with, and class of the object it was read from).
+PICKED_KEYS_KEPT = 50_000
+
+
+def _remembered_keys(original: Callable[..., Any]) -> Callable[..., Any]:
+    import moto.core.serialize as serialize
+
+    known_providers = list(serialize.DEFAULT_ALIAS_PROVIDERS)
+    pickers = (serialize.AttributePicker, serialize.XFormedAttributePicker)
+    remembered: dict[tuple[Any, ...], list[str]] = {}
+
+    @functools.wraps(original)
+    def get_value(self: Any, value: Any, key: str, shape: Any) -> Any:
+        picker = self._value_picker
+        if type(picker) not in pickers or shape is None or picker.alias_providers != known_providers:
+            return original(self, value, key, shape)
+        try:
+            # Everything the default alias providers read: the key; the shape, its parent (a
+            # structure's members are its own) and so its names and serialization; the class name
+            # of the object; the object's explicit alias for the key (Meta.serialization_aliases).
+            missing = serialize.MISSING
+            meta = getattr(value, "Meta", missing)
+            aliases = getattr(meta, "serialization_aliases", missing) if meta is not missing else missing
+            explicit = aliases[key] if aliases is not missing and key in aliases else missing
+            parent = getattr(shape, "parent", missing)
+            asked = (type(picker), key, shape, parent, value.__class__.__name__, explicit)
+            keys = remembered.get(asked)
+        except Exception:
+            return original(self, value, key, shape)
+        if keys is None:
+            context = serialize.AttributePickerContext(
+                obj=value,
+                key=key,
+                shape=shape,
+                operation_model=self.operation_model,
+                service_model=self.operation_model.service_model,
+                key_path=".".join(self.path),
+            )
+            try:
+                keys = list(picker.get_possible_keys(context))
+            except Exception:
+                return original(self, value, key, shape)
+            if len(remembered) < PICKED_KEYS_KEPT:
+                remembered[asked] = keys
+        # AttributePicker.__call__, with those keys.
+        for possible_key in keys:
+            found = serialize.get_value(value, possible_key, serialize.MISSING)
+            if found is not serialize.MISSING:
+                break
+        else:
+            found = None
+        if picker.response_transformers:
+            key_path = f"{'.'.join(self.path)}.{key}"
+            for transform_path, transform in picker.response_transformers.items():
+                if key_path.endswith(transform_path):
+                    return transform(found)
+        return found
+
+    return get_value
+
+
+def fix_serializer_remembers_attribute_names() -> None:
+    """moto's response serializer finds each member's value on the backend object by trying the
+    names six alias providers suggest (an object of each made per member, per object, per
+    answer): most of the time it spends walking a result. The names depend only on the member's
+    shape, the object's class and its explicit aliases: work them out once for each, and read
+    the value as moto does. A picker with other providers still goes through moto."""
+    import moto.core.serialize as serialize
+
+    fix = "serializer_remembers_attribute_names"
+    _require(serialize.AttributePicker, "get_possible_keys", fix=fix)
+    _require(serialize, "AttributePickerContext", "DEFAULT_ALIAS_PROVIDERS", "MISSING", "get_value", fix=fix)
+    expected = [
+        "ExplicitAlias",
+        "ShapeNameAlias",
+        "NoAlias",
+        "ShapePrefixAlias",
+        "ClassPrefixAlias",
+        "ModelAlias",
+    ]
+    if [provider.__name__ for provider in serialize.DEFAULT_ALIAS_PROVIDERS] != expected:
+        raise MotoFixError(
+            f"{fix}: moto's alias providers changed; check what they read before keeping the fix"
+        )
+    _wrapped(serialize.ResponseSerializer, "get_value", fix, _remembered_keys)
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     fix_rds_modify_db_subnet_group_keeps_group,
     fix_redshift_modify_cluster_subnet_group,
@@ -646,6 +1178,15 @@ FIXES: tuple[Callable[[], None], ...] = (
     fix_serialize_in_process_requests,
     fix_serialize_timestamps_fast,
     fix_s3_listing_fast,
+    fix_server_backend_for_host_cached,
+    fix_action_lookup_by_name,
+    fix_server_environ_of_plain_headers,
+    fix_xml_names_validated_once,
+    fix_random_strings_fast,
+    fix_serializer_remembers_attribute_names,
+    fix_action_names_converted_once,
+    fix_xml_written_plainly,
+    fix_backend_lookup_of_a_known_account,
 )
 
 
