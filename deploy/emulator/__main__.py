@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
 
     server = make_emulator_server(args.host, args.port)
     server.app.latency_seconds = max(0.0, args.latency_ms) / 1000
+    from deploy.emulator.app import IdleCollector
+
+    collector = IdleCollector(server.app).start()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     host, port = server.socket.getsockname()[:2]
     print(f"emulator listening on http://{host}:{port} (pid {os.getpid()})", file=sys.stderr)
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        collector.stop()
         workers.stop()
         server.server_close()
         print(f"emulator on port {port} stopped", file=sys.stderr)
