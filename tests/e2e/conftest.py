@@ -53,6 +53,13 @@ class Emulator:
         with _opener.open(request, timeout=5) as response:
             response.read()
 
+    def set_latency(self, ms: float) -> None:
+        """Every AWS request waits `ms` before it is served (a real round trip is ~50 ms)."""
+        body = json.dumps({"ms": ms}).encode()
+        request = urllib.request.Request(self.endpoint_url + "/_emulator/latency", body, method="PUT")
+        with _opener.open(request, timeout=5) as response:
+            response.read()
+
     def set_faults(self, **settings: object) -> None:
         """Make a fraction of AWS calls fail (see deploy/emulator/faults.py); a reset stops them."""
         body = json.dumps(settings).encode()
