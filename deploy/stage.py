@@ -106,10 +106,6 @@ class Stage:
     def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
         return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
-    def session(self, *, raw_timestamps: bool = False) -> botocore.session.Session:
-        with self._client_lock:
-            return self._session_of(raw_timestamps=raw_timestamps)
-
     def _session_of(self, *, raw_timestamps: bool) -> botocore.session.Session:
         """The session (made once) that clients are made from; the caller holds _client_lock."""
         if raw_timestamps:

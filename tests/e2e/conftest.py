@@ -32,8 +32,10 @@ class Emulator:
     endpoint_url: str
     log_file: Path
 
-    def _request(self, method: str, path: str, timeout: float = 5) -> bytes:
-        request = urllib.request.Request(self.endpoint_url + path, method=method)
+    def _request(self, method: str, path: str, timeout: float = 5, body: object = None) -> bytes:
+        """One call of a control endpoint; `body`, when given, is sent as JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.endpoint_url + path, data, method=method)
         with _opener.open(request, timeout=timeout) as response:
             return response.read()
 
@@ -48,24 +50,15 @@ class Emulator:
 
     def set_rds_seconds(self, seconds: float) -> None:
         """How long RDS instances and snapshots stay `creating` (0 again after a reset)."""
-        body = json.dumps({"rds_seconds": seconds}).encode()
-        request = urllib.request.Request(self.endpoint_url + "/_emulator/delays", body, method="PUT")
-        with _opener.open(request, timeout=5) as response:
-            response.read()
+        self._request("PUT", "/_emulator/delays", body={"rds_seconds": seconds})
 
     def set_latency(self, ms: float) -> None:
         """Every AWS request waits `ms` before it is served (a real round trip is ~50 ms)."""
-        body = json.dumps({"ms": ms}).encode()
-        request = urllib.request.Request(self.endpoint_url + "/_emulator/latency", body, method="PUT")
-        with _opener.open(request, timeout=5) as response:
-            response.read()
+        self._request("PUT", "/_emulator/latency", body={"ms": ms})
 
     def set_faults(self, **settings: object) -> None:
         """Make a fraction of AWS calls fail (see deploy/emulator/faults.py); a reset stops them."""
-        body = json.dumps(settings).encode()
-        request = urllib.request.Request(self.endpoint_url + "/_emulator/faults", body, method="PUT")
-        with _opener.open(request, timeout=5) as response:
-            response.read()
+        self._request("PUT", "/_emulator/faults", body=settings)
 
     def stop_faults(self) -> dict | None:
         """Stop the faults; what was in force, with the count of each kind injected."""
