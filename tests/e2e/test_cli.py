@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.helpers import emulator_client
+
 pytestmark = pytest.mark.e2e
 
 CREATE_TASKS = [
@@ -105,15 +107,7 @@ def test_status_reports_missing_then_present_then_drifted(inv, emulator) -> None
     assert {r["state"] for r in before} == {"missing"}
 
     inv("up", "--stage", "dev")
-    import boto3
-
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    sqs = emulator_client(emulator.endpoint_url, "sqs")
     url = sqs.get_queue_url(QueueName="iotile-worker-dev")["QueueUrl"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "1"})
 

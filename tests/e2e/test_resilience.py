@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, add_to_config
 from tests.e2e.conftest import INV, Emulator, Result
+from tests.helpers import emulator_client
 from tests.inventory import Inventory, differences, duplicates, inventory
 
 pytestmark = pytest.mark.e2e
@@ -148,15 +149,7 @@ def test_up_fails_in_bounded_time_naming_the_failing_service_then_resumes(empty,
 
 
 def db_status(emulator: Emulator) -> str:
-    import boto3
-
-    rds = boto3.client(
-        "rds",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    rds = emulator_client(emulator.endpoint_url, "rds")
     return rds.describe_db_instances()["DBInstances"][0]["DBInstanceStatus"]
 
 
